@@ -1,0 +1,138 @@
+"""The ALPINE rule on tensors: token importance, the keep band, and the repack.
+
+Every function here works on whole batches with no per-row Python loop. A row's result never
+depends on the other rows of its batch: padding is excluded from scores, statistics and merges.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class TokenState:
+    """Per-position bookkeeping that travels with the hidden states.
+
+    valid:    (B, L) bool, real (non-padding) positions.
+    special:  (B, L) bool, the first and closing tokens; always kept, never in statistics.
+    size:     (B, L) float, how many original tokens a position stands for (0 for padding).
+    origin:   (B, L) long, original token index of a position, -1 for merged tokens and padding.
+    """
+
+    valid: torch.Tensor
+    special: torch.Tensor
+    size: torch.Tensor
+    origin: torch.Tensor
+
+    @classmethod
+    def initial(cls, attention_mask: torch.Tensor, special: torch.Tensor | None = None) -> TokenState:
+        valid = attention_mask.bool()
+        if special is None:
+            special = default_specials(valid)
+        length = valid.shape[1]
+        origin = torch.arange(length, device=valid.device).expand_as(valid)
+        origin = torch.where(valid, origin, torch.full_like(origin, -1))
+        return cls(valid=valid, special=special & valid, size=valid.float(), origin=origin)
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        return self.valid.sum(dim=1)
+
+
+def default_specials(valid: torch.Tensor) -> torch.Tensor:
+    """First position and last valid position of each row (``[CLS]``/``<s>`` and ``[SEP]``/``</s>``).
+
+    Assumes right padding, which is what every tokenizer in this project produces.
+    """
+    special = torch.zeros_like(valid)
+    special[:, 0] = valid[:, 0]
+    last = (valid.sum(dim=1) - 1).clamp(min=0)
+    special.scatter_(1, last.unsqueeze(1), valid.gather(1, last.unsqueeze(1)))
+    return special
+
+
+def importance(probs: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Attention each token receives, averaged over heads and over the valid query rows.
+
+    probs: (B, H, L, L) attention probabilities (rows = queries); valid: (B, L).
+    Returns (B, L); padding positions get 0.
+    """
+    with torch.no_grad():
+        q = valid.to(probs.dtype)
+        received = torch.einsum("bhqk,bq->bk", probs, q)
+        denom = (q.sum(dim=1, keepdim=True) * probs.shape[1]).clamp(min=1)
+        return (received / denom) * valid.to(probs.dtype)
+
+
+def keep_band(scores: torch.Tensor, state: TokenState, alpha: float) -> torch.Tensor:
+    """Which positions survive: specials always, content tokens inside mu +- alpha*sigma.
+
+    The statistics are the unweighted population mean and std over the row's content tokens
+    (valid, not special). Returns (B, L) bool; padding is never kept.
+    """
+    with torch.no_grad():
+        scores = scores.float()
+        content = state.valid & ~state.special
+        n = content.sum(dim=1, keepdim=True).clamp(min=1).float()
+        masked = torch.where(content, scores, torch.zeros_like(scores))
+        mean = masked.sum(dim=1, keepdim=True) / n
+        dev = torch.where(content, scores - mean, torch.zeros_like(scores))
+        std = (dev.pow(2).sum(dim=1, keepdim=True) / n).sqrt()
+        # A small tolerance so identical scores (std 0) keep everything despite rounding.
+        tol = 1e-6 * mean.abs() + 1e-12
+        inside = dev.abs() <= alpha * std + tol
+        return state.special | (content & inside)
+
+
+def repack(
+    hidden: torch.Tensor,
+    state: TokenState,
+    keep: torch.Tensor,
+    merge: bool,
+    carry: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, TokenState, torch.Tensor | None]:
+    """Shrink the sequence to the kept positions, optionally appending one merged token per row.
+
+    The merged token is the size-weighted mean of the row's pruned content tokens and carries
+    their total size; it is only added to rows that pruned something. Kept tokens keep their
+    order; padding moves to the end. The new length is the longest row.
+    """
+    batch, length, width = hidden.shape
+    keep = keep & state.valid
+    pruned = state.valid & ~keep
+    n_keep = keep.sum(dim=1)
+    has_merge = pruned.any(dim=1) if merge else torch.zeros_like(n_keep, dtype=torch.bool)
+    new_len = int((n_keep + has_merge.long()).max().item()) if batch else 0
+    new_len = max(new_len, 1)
+
+    # Stable sort puts kept positions first, in their original order.
+    order = torch.sort((~keep).to(torch.int8), dim=1, stable=True).indices[:, :new_len]
+    if order.shape[1] < new_len:  # only when new_len exceeds the old length (cannot happen)
+        raise AssertionError("repack grew the sequence")
+    slot = torch.arange(new_len, device=hidden.device).expand(batch, new_len)
+    kept_slot = slot < n_keep.unsqueeze(1)
+
+    def take(t: torch.Tensor, fill) -> torch.Tensor:
+        got = t.gather(1, order)
+        return torch.where(kept_slot, got, torch.full_like(got, fill))
+
+    new_hidden = hidden.gather(1, order.unsqueeze(-1).expand(batch, new_len, width))
+    new_hidden = new_hidden * kept_slot.unsqueeze(-1).to(hidden.dtype)
+    size = take(state.size, 0.0)
+    special = take(state.special, False)
+    origin = take(state.origin, -1)
+    valid = kept_slot.clone()
+    carried = take(carry, 0) if carry is not None else None
+
+    if merge:
+        weights = (state.size * pruned.to(state.size.dtype)).to(hidden.dtype)
+        total = weights.sum(dim=1)
+        merged = torch.einsum("bl,blh->bh", weights, hidden) / total.clamp(min=1e-12).unsqueeze(-1)
+        merge_slot = (slot == n_keep.unsqueeze(1)) & has_merge.unsqueeze(1)
+        new_hidden = torch.where(merge_slot.unsqueeze(-1), merged.unsqueeze(1), new_hidden)
+        size = torch.where(merge_slot, total.to(size.dtype).unsqueeze(1), size)
+        valid = valid | merge_slot
+
+    return new_hidden, TokenState(valid, special, size, origin), carried

@@ -1,0 +1,188 @@
+"""Run a Hugging Face BERT- or RoBERTa-family encoder with ALPINE pruning, sharing its weights.
+
+The layer maths is written out here (instead of patching transformers internals, which change
+between releases) using the model's own submodules, so every BERT/RoBERTa layout works:
+MiniLM, CodeBERT, GraphCodeBERT, UniXcoder. Layers that do not prune use SDPA; a pruning layer
+computes the attention probabilities once, uses them for the output and (detached) for the score.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import PruningConfig
+from .core import TokenState, importance, keep_band, repack
+
+
+@dataclass
+class AlpineOutput:
+    hidden: torch.Tensor  # (B, L', H) hidden states after the last layer
+    state: TokenState  # bookkeeping for the L' final positions
+    lengths: torch.Tensor  # (B, num_layers + 1) valid length before layer 0 and after each layer
+    scores: torch.Tensor | None  # (B, L') importance at the last layer, when it was computed
+
+    def pooled(self) -> torch.Tensor:
+        """Size-weighted mean of the final positions: each stands for `size` original tokens."""
+        w = self.state.size.to(self.hidden.dtype).unsqueeze(-1)
+        return (self.hidden * w).sum(dim=1) / w.sum(dim=1).clamp(min=1e-6)
+
+
+def base_model(model: nn.Module) -> nn.Module:
+    """The bare encoder (BertModel/RobertaModel) inside a task model, or the model itself."""
+    inner = getattr(model, "base_model", model)
+    if not hasattr(inner, "embeddings") or not hasattr(inner, "encoder"):
+        raise TypeError(f"{type(model).__name__} is not a BERT- or RoBERTa-family encoder")
+    return inner
+
+
+def check_supported(model: nn.Module) -> None:
+    cfg = model.config
+    kind = getattr(cfg, "position_embedding_type", "absolute")
+    if kind != "absolute":
+        raise TypeError(f"position_embedding_type={kind!r} is not supported (absolute only)")
+    if getattr(cfg, "is_decoder", False):
+        raise TypeError("decoder models are not supported")
+    layer = model.encoder.layer[0]
+    for attr in ("attention", "intermediate", "output"):
+        if not hasattr(layer, attr):
+            raise TypeError(f"{type(layer).__name__} lacks .{attr}: not a BERT-style layer")
+
+
+def _heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
+    b, seq, width = x.shape
+    return x.view(b, seq, n_heads, width // n_heads).transpose(1, 2)
+
+
+def _layer(
+    layer: nn.Module,
+    hidden: torch.Tensor,
+    state: TokenState,
+    prune: bool,
+    want_scores: bool,
+    cfg: PruningConfig,
+) -> tuple[torch.Tensor, TokenState, torch.Tensor | None]:
+    attn = layer.attention
+    sa = attn.self
+    n_heads = sa.num_attention_heads
+    q = _heads(sa.query(hidden), n_heads)
+    k = _heads(sa.key(hidden), n_heads)
+    v = _heads(sa.value(hidden), n_heads)
+    key_ok = state.valid[:, None, None, :]
+    p_drop = sa.dropout.p if sa.training else 0.0
+    scores = None
+    if prune or want_scores:
+        logits = (q @ k.transpose(-1, -2)) / math.sqrt(q.shape[-1])
+        logits = logits.masked_fill(~key_ok, torch.finfo(logits.dtype).min)
+        probs = logits.softmax(dim=-1)
+        scores = importance(probs.detach(), state.valid)
+        ctx = F.dropout(probs, p_drop, sa.training) @ v
+    else:
+        ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=key_ok, dropout_p=p_drop)
+    ctx = ctx.transpose(1, 2).reshape(hidden.shape)
+    out = attn.output
+    hidden = out.LayerNorm(out.dropout(out.dense(ctx)) + hidden)
+
+    if prune:
+        keep = keep_band(scores, state, cfg.alpha)
+        # Scores move with their tokens; the merged token gets 0 (it is not one code token).
+        carry = scores if want_scores else None
+        hidden, state, scores = repack(hidden, state, keep, cfg.mode == "merge", carry)
+
+    inter = layer.intermediate.intermediate_act_fn(layer.intermediate.dense(hidden))
+    ffn = layer.output
+    hidden = ffn.LayerNorm(ffn.dropout(ffn.dense(inter)) + hidden)
+    return hidden, state, scores
+
+
+def encode(
+    model: nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    cfg: PruningConfig,
+    special: torch.Tensor | None = None,
+    token_type_ids: torch.Tensor | None = None,
+) -> AlpineOutput:
+    """Embed and run every layer with the ALPINE rule of `cfg`.
+
+    `special` marks the always-kept positions; by default the first and the last valid token.
+    With `cfg.track_scores`, the importance at the last layer is returned for the final positions.
+    """
+    bert = base_model(model)
+    layers = bert.encoder.layer
+    n = len(layers)
+    state = TokenState.initial(attention_mask, special)
+    hidden = bert.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
+    lengths = [state.lengths]
+    last_scores = None
+    for i, layer in enumerate(layers):
+        prune = cfg.prunes(i, n)
+        want = cfg.track_scores and i == n - 1
+        hidden, state, scores = _layer(layer, hidden, state, prune, want, cfg)
+        lengths.append(state.lengths)
+        if want:
+            last_scores = scores
+        # Keep padded positions at exact zero so nothing can leak through them.
+        hidden = hidden * state.valid.unsqueeze(-1).to(hidden.dtype)
+    return AlpineOutput(hidden, state, torch.stack(lengths, dim=1), last_scores)
+
+
+# ---------------------------------------------------------------------------------------------
+# apply / remove: turn a loaded model into a pruning one in place, and back.
+
+
+class _AlpineMixin:
+    """Mixed into the class of a patched BertModel/RobertaModel (ToMe-style class swap)."""
+
+    alpine_config: PruningConfig
+    alpine_last: AlpineOutput | None
+
+    def forward(  # type: ignore[override]
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        **kwargs,
+    ):
+        from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+        if input_ids is None:
+            raise ValueError("ALPINE-patched encoders take input_ids")
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        out = encode(self, input_ids, attention_mask, self.alpine_config, None, token_type_ids)
+        self.alpine_last = out
+        pooler = getattr(self, "pooler", None)
+        pooled = pooler(out.hidden) if pooler is not None else None
+        return BaseModelOutputWithPooling(last_hidden_state=out.hidden, pooler_output=pooled)
+
+
+def apply(model: nn.Module, cfg: PruningConfig | None = None) -> nn.Module:
+    """Make `model` (or the encoder inside it) prune with `cfg`. No weights are copied.
+
+    Calling it again only changes the settings. After each forward, the encoder's
+    `alpine_last` holds lengths per layer and which original positions survived.
+    """
+    cfg = cfg or PruningConfig()
+    bert = base_model(model)
+    check_supported(bert)
+    cls = type(bert)
+    if not isinstance(bert, _AlpineMixin):
+        bert.__class__ = type(f"Alpine{cls.__name__}", (_AlpineMixin, cls), {"_alpine_base": cls})
+    bert.alpine_config = cfg
+    bert.alpine_last = None
+    return model
+
+
+def remove(model: nn.Module) -> nn.Module:
+    """Undo `apply`: the encoder runs the stock transformers forward again."""
+    bert = base_model(model)
+    if isinstance(bert, _AlpineMixin):
+        bert.__class__ = bert._alpine_base  # type: ignore[attr-defined]
+        del bert.alpine_config
+        del bert.alpine_last
+    return model
