@@ -1,0 +1,224 @@
+"""The public model API used by the server, the CLI, notebooks and batch jobs alike."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..pruning import PruningConfig, encoder_flops
+from .files import BUNDLED_DIR, ModelLoadError, read_dir
+from .network import AlpineNetwork
+from .tokenize import CodeTokenizer
+
+# Offline by construction: nothing in this package may reach a model hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+PUNCT_ONLY = set("()[]{};,.:+-*/%&|^!~<>=?\"'#\\@$`")
+
+
+@dataclass
+class FunctionScore:
+    """What one forward pass says about one function."""
+
+    probability: float
+    embedding: np.ndarray  # (D,) float32, unit length
+    tokens_per_layer: list[int]  # input length, then the length after each layer
+    top_tokens: list[tuple[str, float]]  # code tokens that survived to the last layer, by weight
+    n_tokens: int  # content tokens before truncation
+    truncated: bool
+    flops: int
+    ms: float  # wall time of the forward pass that scored this function (its batch)
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError("device 'cuda' was asked for but torch sees no CUDA device")
+    if device not in ("cpu", "cuda"):
+        raise ModelLoadError(f"device must be auto, cpu or cuda, got {device!r}")
+    return torch.device(device)
+
+
+class AlpineModel:
+    """A loaded model: defect probabilities and embeddings for lists of functions."""
+
+    def __init__(
+        self,
+        net: AlpineNetwork,
+        tokenizer: CodeTokenizer,
+        meta,
+        digest: str,
+        path: Path,
+        device: torch.device,
+    ) -> None:
+        self.net = net
+        self.tokenizer = tokenizer
+        self.meta = meta
+        self.path = path
+        self.device = device
+        self._digest = digest
+        self.pruning: PruningConfig = meta.pruning
+        self.max_tokens: int = meta.max_tokens
+        self.truncation: str = meta.truncation
+        self.batch_size = 16
+        self._lock = threading.Lock()
+        self.forwards = 0
+
+    # -- identity ---------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.meta.name
+
+    @property
+    def threshold(self) -> float:
+        return self.meta.threshold
+
+    @property
+    def similarity_threshold(self) -> float:
+        return self.meta.similarity_threshold
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.meta.embed_dim
+
+    @property
+    def fingerprint(self) -> str:
+        """Changes whenever a score could change: weights, pruning, input length, truncation."""
+        key = f"{self._digest}|{self.pruning.to_dict()}|{self.max_tokens}|{self.truncation}"
+        return hashlib.blake2b(key.encode(), digest_size=12).hexdigest()
+
+    def info(self) -> dict:
+        enc = self.net.encoder.config
+        return {
+            "name": self.name,
+            "path": str(self.path),
+            "fingerprint": self.fingerprint,
+            "device": str(self.device),
+            "layers": enc.num_hidden_layers,
+            "hidden": enc.hidden_size,
+            "pruning": self.pruning.to_dict(),
+            "max_tokens": self.max_tokens,
+            "threshold": self.threshold,
+            "similarity_threshold": self.similarity_threshold,
+        }
+
+    def configure(
+        self,
+        pruning: PruningConfig | None = None,
+        max_tokens: int | None = None,
+        truncation: str | None = None,
+    ) -> None:
+        if pruning is not None:
+            self.pruning = pruning
+        if max_tokens is not None:
+            limit = self.net.encoder.config.max_position_embeddings - 2
+            self.max_tokens = max(8, min(int(max_tokens), limit))
+        if truncation is not None:
+            self.truncation = truncation
+
+    # -- scoring ----------------------------------------------------------------------------
+    def score(self, codes: list[str], language: str = "c", explain: bool = False) -> list[FunctionScore]:
+        """Score functions in length-sorted batches; results come back in input order.
+
+        `language` is accepted for the API's stability; the bundled model reads every language
+        with one vocabulary.
+        """
+        del language
+        codes = list(codes)
+        results: list[FunctionScore | None] = [None] * len(codes)
+        if not codes:
+            return []
+        order = sorted(range(len(codes)), key=lambda i: len(codes[i]))
+        cfg = replace(self.pruning, track_scores=explain)
+        enc = self.net.encoder.config
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            batch = self.tokenizer.batch([codes[i] for i in idx], self.max_tokens, self.truncation)
+            ids = batch.input_ids.to(self.device)
+            mask = batch.attention_mask.to(self.device)
+            with self._lock, torch.inference_mode():
+                t0 = time.perf_counter()
+                out = self.net(ids, mask, cfg)
+                probs = torch.sigmoid(out.logit.float()).cpu().numpy()
+                embs = out.embedding.float().cpu().numpy()
+                lengths = out.alpine.lengths.cpu().numpy()
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize()
+                ms = (time.perf_counter() - t0) * 1000
+                self.forwards += 1
+            origins = out.alpine.state.origin.cpu().numpy()
+            scores = out.alpine.scores.float().cpu().numpy() if explain else None
+            for row, i in enumerate(idx):
+                lens = [int(x) for x in lengths[row]]
+                top: list[tuple[str, float]] = []
+                if scores is not None:
+                    top = _top_tokens(batch.tokens[row], origins[row], scores[row])
+                results[i] = FunctionScore(
+                    probability=float(probs[row]),
+                    embedding=embs[row].astype(np.float32),
+                    tokens_per_layer=lens,
+                    top_tokens=top,
+                    n_tokens=batch.full_lengths[row],
+                    truncated=batch.truncated[row],
+                    flops=sum(encoder_flops(lens, enc.hidden_size, enc.intermediate_size)),
+                    ms=ms,
+                )
+        return results  # type: ignore[return-value]
+
+    def defect_probability(self, codes: list[str], language: str = "c") -> list[float]:
+        return [s.probability for s in self.score(codes, language)]
+
+    def embed(self, codes: list[str], language: str = "c") -> np.ndarray:
+        scores = self.score(codes, language)
+        if not scores:
+            return np.zeros((0, self.embedding_dim), dtype=np.float32)
+        return np.stack([s.embedding for s in scores])
+
+
+def _top_tokens(tokens: list[str], origins, scores, k: int = 5) -> list[tuple[str, float]]:
+    """The highest-scoring code tokens among those that survived to the last layer."""
+    picked: dict[str, float] = {}
+    for pos in np.argsort(-scores):
+        o = int(origins[pos])
+        if o <= 0 or o >= len(tokens) - 1:  # merged token, padding, or a special
+            continue
+        text = tokens[o].removeprefix("##").lstrip("Ġ")
+        if not text or set(text) <= PUNCT_ONLY or text in picked:
+            continue
+        picked[text] = float(scores[pos])
+        if len(picked) == k:
+            break
+    return list(picked.items())
+
+
+def load_model(
+    path: str | os.PathLike | None = None,
+    device: str = "auto",
+    pruning: PruningConfig | None = None,
+    threads: int | None = None,
+    max_tokens: int | None = None,
+) -> AlpineModel:
+    """Load the bundled model (path None) or a model directory. Raises ModelLoadError with a
+    message for a person when the directory is missing, incomplete, damaged or of the wrong shape.
+    """
+    where = Path(path).expanduser() if path is not None else BUNDLED_DIR
+    if path is None and not (where / "model.safetensors").is_file():
+        raise ModelLoadError("the bundled model is missing from this installation; reinstall")
+    if threads:
+        torch.set_num_threads(int(threads))
+    dev = pick_device(device)
+    net, tok, meta, digest = read_dir(where)
+    if dev.type == "cuda":
+        net = net.half()
+    model = AlpineModel(net.to(dev), tok, meta, digest, where, dev)
+    model.configure(pruning=pruning, max_tokens=max_tokens)
+    return model

@@ -1,0 +1,162 @@
+"""The model directory format and its loading: safetensors weights, a tokenizer.json, JSON configs.
+
+Nothing here executes code from the directory: no pickle, no trust_remote_code, no custom classes.
+Layout of a model directory:
+  config.json        the encoder's transformers config (model_type bert or roberta)
+  tokenizer.json     a `tokenizers` tokenizer
+  model.safetensors  encoder.*, defect_head.*, embed_head.* tensors (fp16 or fp32)
+  alpine.json        name, special tokens, pruning, max_tokens, truncation, thresholds, metrics
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from ..pruning import PruningConfig
+from .network import ENCODERS, AlpineNetwork
+from .tokenize import CodeTokenizer
+
+FORMAT = 1
+BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
+REQUIRED = ("config.json", "tokenizer.json", "model.safetensors", "alpine.json")
+
+
+class ModelLoadError(RuntimeError):
+    """A model directory that cannot be used, with a message meant for a person."""
+
+
+@dataclass
+class ModelMeta:
+    name: str
+    specials: dict
+    embed_dim: int = 256
+    max_tokens: int = 512
+    truncation: str = "head_tail"
+    pruning: PruningConfig = field(default_factory=PruningConfig)
+    threshold: float = 0.5
+    similarity_threshold: float = 0.8
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            "format": FORMAT,
+            "name": self.name,
+            "specials": self.specials,
+            "embed_dim": self.embed_dim,
+            "max_tokens": self.max_tokens,
+            "truncation": self.truncation,
+            "pruning": self.pruning.to_dict(),
+            "threshold": self.threshold,
+            "similarity_threshold": self.similarity_threshold,
+            **self.extra,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelMeta:
+        known = {"format", "name", "specials", "embed_dim", "max_tokens", "truncation", "pruning",
+                 "threshold", "similarity_threshold"}
+        return cls(
+            name=str(d.get("name", "unnamed")),
+            specials=dict(d.get("specials", {})),
+            embed_dim=int(d.get("embed_dim", 256)),
+            max_tokens=int(d.get("max_tokens", 512)),
+            truncation=str(d.get("truncation", "head_tail")),
+            pruning=PruningConfig.from_dict(d.get("pruning", {})),
+            threshold=float(d.get("threshold", 0.5)),
+            similarity_threshold=float(d.get("similarity_threshold", 0.8)),
+            extra={k: v for k, v in d.items() if k not in known},
+        )
+
+
+def check_dir(path: str | os.PathLike) -> Path:
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise ModelLoadError(f"model directory {p} does not exist")
+    if not p.is_dir():
+        raise ModelLoadError(f"model path {p} is not a directory")
+    missing = [f for f in REQUIRED if not (p / f).is_file()]
+    if missing:
+        raise ModelLoadError(f"model directory {p} lacks {', '.join(missing)}")
+    return p
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ModelLoadError(f"{path} is not readable JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"{path} must hold a JSON object")
+    return data
+
+
+def weights_digest(path: Path) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_dir(path: str | os.PathLike) -> tuple[AlpineNetwork, CodeTokenizer, ModelMeta, str]:
+    """Build the network from a directory. Returns (network fp32 on CPU, tokenizer, meta, digest)."""
+    p = check_dir(path)
+    meta_d = _read_json(p / "alpine.json")
+    if int(meta_d.get("format", FORMAT)) > FORMAT:
+        raise ModelLoadError(f"{p} uses model format {meta_d['format']}; upgrade alpine-lsp")
+    try:
+        meta = ModelMeta.from_dict(meta_d)
+    except (TypeError, ValueError) as e:
+        raise ModelLoadError(f"{p / 'alpine.json'}: {e}") from None
+    cfg_d = _read_json(p / "config.json")
+    kind = cfg_d.get("model_type")
+    if kind not in ENCODERS:
+        raise ModelLoadError(f"{p / 'config.json'}: model_type {kind!r} is not bert or roberta")
+    try:
+        config = ENCODERS[kind][0].from_dict(cfg_d)
+        net = AlpineNetwork.from_config(config, meta.embed_dim)
+    except (TypeError, ValueError) as e:
+        raise ModelLoadError(f"{p / 'config.json'}: {e}") from None
+    try:
+        state = load_file(str(p / "model.safetensors"))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ModelLoadError(f"{p / 'model.safetensors'} is damaged or truncated: {e}") from None
+    state = {k: v.float() for k, v in state.items()}
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()
+        detail = "; ".join(line.strip() for line in first[:4])
+        raise ModelLoadError(f"{p / 'model.safetensors'} does not fit config.json: {detail}") from None
+    try:
+        tok = CodeTokenizer.from_file(str(p / "tokenizer.json"), meta.specials)
+    except Exception as e:  # tokenizers raises its own Exception type
+        raise ModelLoadError(f"{p / 'tokenizer.json'} cannot be used: {e}") from None
+    return net.eval(), tok, meta, weights_digest(p / "model.safetensors")
+
+
+def write_dir(
+    net: AlpineNetwork,
+    tokenizer_json: str,
+    meta: ModelMeta,
+    out: str | os.PathLike,
+    half: bool = True,
+) -> Path:
+    """Save a model directory; fp16 weights by default (the bundled model ships that way)."""
+    p = Path(out)
+    p.mkdir(parents=True, exist_ok=True)
+    dtype = torch.float16 if half else torch.float32
+    state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in net.state_dict().items()}
+    save_file(state, str(p / "model.safetensors"))
+    net.encoder.config.to_json_file(str(p / "config.json"))
+    (p / "tokenizer.json").write_text(tokenizer_json, encoding="utf-8")
+    (p / "alpine.json").write_text(json.dumps(meta.to_dict(), indent=2) + "\n", encoding="utf-8")
+    return p

