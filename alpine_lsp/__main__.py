@@ -1,0 +1,3 @@
+from alpine_lsp.cli.main import main
+
+raise SystemExit(main())
