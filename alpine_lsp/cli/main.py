@@ -23,7 +23,8 @@ COMMANDS: dict[tuple[str, ...], str] = {
 }
 
 USAGE = """usage: alpine-lsp [--stdio | --tcp HOST:PORT] [--log-file F] [-v]
-       alpine-lsp check PATH... [--format text|json|sarif] [--all] [--threshold T] [--fail-on-findings]
+       alpine-lsp check PATH... [--format text|json|sarif] [--all] [--threshold T]
+                        [--fail-on-findings]
        alpine-lsp train defect --data DIR --out DIR [...]
        alpine-lsp eval defect|clone --model DIR --data DIR [--json]
        alpine-lsp bench pruning|lsp|index|soak|all [--json]

@@ -126,7 +126,9 @@ class AlpineModel:
             self.truncation = truncation
 
     # -- scoring ----------------------------------------------------------------------------
-    def score(self, codes: list[str], language: str = "c", explain: bool = False) -> list[FunctionScore]:
+    def score(
+        self, codes: list[str], language: str = "c", explain: bool = False
+    ) -> list[FunctionScore]:
         """Score functions in length-sorted batches; results come back in input order.
 
         `language` is accepted for the API's stability; the bundled model reads every language

@@ -61,8 +61,17 @@ class ModelMeta:
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelMeta:
-        known = {"format", "name", "specials", "embed_dim", "max_tokens", "truncation", "pruning",
-                 "threshold", "similarity_threshold"}
+        known = {
+            "format",
+            "name",
+            "specials",
+            "embed_dim",
+            "max_tokens",
+            "truncation",
+            "pruning",
+            "threshold",
+            "similarity_threshold",
+        }
         return cls(
             name=str(d.get("name", "unnamed")),
             specials=dict(d.get("specials", {})),
@@ -107,7 +116,7 @@ def weights_digest(path: Path) -> str:
 
 
 def read_dir(path: str | os.PathLike) -> tuple[AlpineNetwork, CodeTokenizer, ModelMeta, str]:
-    """Build the network from a directory. Returns (network fp32 on CPU, tokenizer, meta, digest)."""
+    """Build the network from a directory: (network fp32 on CPU, tokenizer, meta, digest)."""
     p = check_dir(path)
     meta_d = _read_json(p / "alpine.json")
     if int(meta_d.get("format", FORMAT)) > FORMAT:
@@ -135,7 +144,9 @@ def read_dir(path: str | os.PathLike) -> tuple[AlpineNetwork, CodeTokenizer, Mod
     except RuntimeError as e:
         first = str(e).strip().splitlines()
         detail = "; ".join(line.strip() for line in first[:4])
-        raise ModelLoadError(f"{p / 'model.safetensors'} does not fit config.json: {detail}") from None
+        raise ModelLoadError(
+            f"{p / 'model.safetensors'} does not fit config.json: {detail}"
+        ) from None
     try:
         tok = CodeTokenizer.from_file(str(p / "tokenizer.json"), meta.specials)
     except Exception as e:  # tokenizers raises its own Exception type

@@ -34,7 +34,10 @@ class AlpineNetwork(nn.Module):
         self.encoder = encoder
         width = encoder.config.hidden_size
         self.defect_head = nn.Sequential(
-            nn.Dropout(dropout), nn.Linear(width, width), nn.Tanh(), nn.Dropout(dropout),
+            nn.Dropout(dropout),
+            nn.Linear(width, width),
+            nn.Tanh(),
+            nn.Dropout(dropout),
             nn.Linear(width, 1),
         )
         self.embed_head = nn.Linear(width, embed_dim)

@@ -46,13 +46,21 @@ def create_tiny_model(
     torch.manual_seed(seed)
     tok = tiny_tokenizer()
     config = BertConfig(
-        vocab_size=tok.get_vocab_size(), hidden_size=hidden, num_hidden_layers=layers,
-        num_attention_heads=4, intermediate_size=hidden * 2, max_position_embeddings=514,
+        vocab_size=tok.get_vocab_size(),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        intermediate_size=hidden * 2,
+        max_position_embeddings=514,
     )
     net = AlpineNetwork.from_config(config, embed_dim=16)
     meta = ModelMeta(
-        name=name, specials={"cls": "[CLS]", "sep": "[SEP]", "pad": "[PAD]"}, embed_dim=16,
-        max_tokens=256, pruning=PruningConfig(), threshold=threshold,
+        name=name,
+        specials={"cls": "[CLS]", "sep": "[SEP]", "pad": "[PAD]"},
+        embed_dim=16,
+        max_tokens=256,
+        pruning=PruningConfig(),
+        threshold=threshold,
         similarity_threshold=similarity_threshold,
     )
     return write_dir(net, tok.to_str(), meta, out, half=False)

@@ -5,7 +5,7 @@ loaded transformers model in place; `flops` counts the work at the lengths that 
 """
 
 from .config import NO_PRUNING, PruningConfig, parse_layers
-from .core import TokenState, default_specials, importance, keep_band, repack
+from .core import TokenState, default_specials, importance, keep_band, repack  # noqa: F401
 from .encoder import AlpineOutput, apply, base_model, encode, remove
 from .flops import encoder_flops, layer_flops
 

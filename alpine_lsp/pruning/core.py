@@ -27,7 +27,9 @@ class TokenState:
     origin: torch.Tensor
 
     @classmethod
-    def initial(cls, attention_mask: torch.Tensor, special: torch.Tensor | None = None) -> TokenState:
+    def initial(
+        cls, attention_mask: torch.Tensor, special: torch.Tensor | None = None
+    ) -> TokenState:
         valid = attention_mask.bool()
         if special is None:
             special = default_specials(valid)
@@ -42,7 +44,7 @@ class TokenState:
 
 
 def default_specials(valid: torch.Tensor) -> torch.Tensor:
-    """First position and last valid position of each row (``[CLS]``/``<s>`` and ``[SEP]``/``</s>``).
+    """First and last valid position of each row (``[CLS]``/``<s>``, ``[SEP]``/``</s>``).
 
     Assumes right padding, which is what every tokenizer in this project produces.
     """
@@ -99,7 +101,7 @@ def repack(
     their total size; it is only added to rows that pruned something. Kept tokens keep their
     order; padding moves to the end. The new length is the longest row.
     """
-    batch, length, width = hidden.shape
+    batch, _, width = hidden.shape
     keep = keep & state.valid
     pruned = state.valid & ~keep
     n_keep = keep.sum(dim=1)

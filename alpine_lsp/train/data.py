@@ -21,7 +21,9 @@ def load_devign(data_dir: str | Path) -> dict[str, list[dict]]:
     return {name: [rows[i] for i in ids if i in rows] for name, ids in split.items()}
 
 
-def load_bcb(data_dir: str | Path) -> tuple[dict[str, str], dict[str, list[tuple[str, str, int, int]]]]:
+def load_bcb(
+    data_dir: str | Path,
+) -> tuple[dict[str, str], dict[str, list[tuple[str, str, int, int]]]]:
     """BigCloneBench: (functions by id, pairs by split as (id1, id2, label, clone_type))."""
     d = Path(data_dir)
     funcs: dict[str, str] = {}

@@ -55,14 +55,15 @@ def build_base(base: str, embed_dim: int) -> tuple[AlpineNetwork, str, dict]:
     for k, v in state.items():
         for prefix in ("bert.", "roberta.", "model.", ""):
             if k.startswith(prefix):
-                enc[k[len(prefix):]] = v.float()
+                enc[k[len(prefix) :]] = v.float()
                 break
     missing, _ = net.encoder.load_state_dict(enc, strict=False)
     missing = [m for m in missing if not m.startswith("pooler")]
     if missing:
         sys.exit(f"{src}: weights lack {missing[:5]}")
     specials = (
-        {"cls": "<s>", "sep": "</s>", "pad": "<pad>"} if kind == "roberta"
+        {"cls": "<s>", "sep": "</s>", "pad": "<pad>"}
+        if kind == "roberta"
         else {"cls": "[CLS]", "sep": "[SEP]", "pad": "[PAD]"}
     )
     return net, (src / "tokenizer.json").read_text(encoding="utf-8"), specials
@@ -91,7 +92,9 @@ def pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]
     return ids, mask
 
 
-def encode_all(tok: CodeTokenizer, codes: list[str], max_tokens: int, strategy: str) -> list[list[int]]:
+def encode_all(
+    tok: CodeTokenizer, codes: list[str], max_tokens: int, strategy: str
+) -> list[list[int]]:
     out = []
     for s in range(0, len(codes), 512):
         b = tok.batch(codes[s : s + 512], max_tokens, strategy)
@@ -160,7 +163,9 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.time()
     dev = load_devign(args.data)
-    train_rows = encode_all(tok, [r["func"] for r in dev["train"]], args.max_tokens, args.truncation)
+    train_rows = encode_all(
+        tok, [r["func"] for r in dev["train"]], args.max_tokens, args.truncation
+    )
     train_y = [float(r["target"]) for r in dev["train"]]
     valid = dev["valid"][: args.eval_limit or None]
     valid_rows = encode_all(tok, [r["func"] for r in valid], args.max_tokens, args.truncation)
@@ -169,7 +174,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.clone_data:
         funcs, pairs = load_bcb(args.clone_data)
         ids = sorted({x for p in pairs["train"] + pairs["valid"] for x in p[:2]})
-        enc = dict(zip(ids, encode_all(tok, [funcs[i] for i in ids], args.max_tokens, args.truncation), strict=True))
+        enc = dict(
+            zip(
+                ids,
+                encode_all(tok, [funcs[i] for i in ids], args.max_tokens, args.truncation),
+                strict=True,
+            )
+        )
         clone = (enc, pairs["train"], pairs["valid"])
     print(f"data ready in {time.time() - t0:.0f}s: {len(train_rows)} train functions", flush=True)
 
@@ -177,7 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     batches: list[list[int]] = []
     epoch = 0
     while len(batches) < math.ceil(args.epochs * len(per_epoch)):
-        batches += bucket_batches([len(r) for r in train_rows], args.batch_size, random.Random(args.seed + epoch))
+        batches += bucket_batches(
+            [len(r) for r in train_rows], args.batch_size, random.Random(args.seed + epoch)
+        )
         epoch += 1
     batches = batches[: math.ceil(args.epochs * len(per_epoch))]
     total = len(batches)
@@ -186,8 +199,10 @@ def main(argv: list[str] | None = None) -> int:
     clone_bias = torch.nn.Parameter(torch.tensor(-5.0, device=device))
     params = [
         {"params": [p for n, p in net.named_parameters() if "encoder" in n], "lr": args.lr},
-        {"params": [p for n, p in net.named_parameters() if "encoder" not in n] + [clone_bias],
-         "lr": args.lr * 5},
+        {
+            "params": [p for n, p in net.named_parameters() if "encoder" not in n] + [clone_bias],
+            "lr": args.lr * 5,
+        },
     ]
     opt = torch.optim.AdamW(params, weight_decay=0.01)
     warm = max(1, total // 20)
@@ -203,16 +218,27 @@ def main(argv: list[str] | None = None) -> int:
         sched.load_state_dict(extra["sched"])
         clone_bias.data.fill_(float(extra["clone_bias"]))
         step = int(state["step"])
-        rng.setstate(tuple(state["rng"][:1]) + (tuple(state["rng"][1]),) + tuple(state["rng"][2:]))
+        version, internal, gauss = state["rng"]
+        rng.setstate((version, tuple(internal), gauss))
         print(f"resumed at step {step}/{total}", flush=True)
 
     def save_ckpt() -> None:
-        save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()},
-                  str(ckpt / "net.safetensors"))
-        torch.save({"opt": opt.state_dict(), "sched": sched.state_dict(),
-                    "clone_bias": float(clone_bias.item())}, ckpt / "optim.pt")
+        save_file(
+            {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()},
+            str(ckpt / "net.safetensors"),
+        )
+        torch.save(
+            {
+                "opt": opt.state_dict(),
+                "sched": sched.state_dict(),
+                "clone_bias": float(clone_bias.item()),
+            },
+            ckpt / "optim.pt",
+        )
         st = rng.getstate()
-        (ckpt / "state.json").write_text(json.dumps({"step": step, "rng": [st[0], list(st[1]), st[2]]}))
+        (ckpt / "state.json").write_text(
+            json.dumps({"step": step, "rng": [st[0], list(st[1]), st[2]]})
+        )
 
     started = time.time()
     last_ckpt = time.time()
@@ -249,8 +275,11 @@ def main(argv: list[str] | None = None) -> int:
         step += 1
         if step % 20 == 0:
             el = time.time() - started
-            print(f"step {step}/{total} defect_loss {ema_d:.4f} clone_loss {ema_c or 0:.4f} "
-                  f"{el / 60:.1f} min", flush=True)
+            print(
+                f"step {step}/{total} defect_loss {ema_d:.4f} clone_loss {ema_c or 0:.4f} "
+                f"{el / 60:.1f} min",
+                flush=True,
+            )
         if time.time() - last_ckpt > args.checkpoint_minutes * 60:
             save_ckpt()
             last_ckpt = time.time()
@@ -273,14 +302,28 @@ def main(argv: list[str] | None = None) -> int:
         sim_threshold, f1 = best_f1_threshold(cos, labels)
         extra["valid"]["clone_f1"] = f1
     meta = ModelMeta(
-        name=args.name, specials=specials, embed_dim=256, max_tokens=args.max_tokens,
-        truncation=args.truncation, pruning=cfg, threshold=threshold,
+        name=args.name,
+        specials=specials,
+        embed_dim=256,
+        max_tokens=args.max_tokens,
+        truncation=args.truncation,
+        pruning=cfg,
+        threshold=threshold,
         similarity_threshold=sim_threshold,
         extra={"training": {k: v for k, v in vars(args).items()}, **extra},
     )
     write_dir(net.cpu(), tok_json, meta, args.out)
-    print(json.dumps({"out": args.out, "threshold": threshold,
-                      "similarity_threshold": sim_threshold, **extra}), flush=True)
+    print(
+        json.dumps(
+            {
+                "out": args.out,
+                "threshold": threshold,
+                "similarity_threshold": sim_threshold,
+                **extra,
+            }
+        ),
+        flush=True,
+    )
     return 0
 
 

@@ -36,7 +36,7 @@ def prf(pred: np.ndarray, labels: np.ndarray) -> tuple[float, float, float]:
 
 
 def precision_at_top(scores: np.ndarray, labels: np.ndarray, share: float = 0.1) -> float:
-    k = max(1, int(round(len(scores) * share)))
+    k = max(1, round(len(scores) * share))
     top = np.argsort(-np.asarray(scores), kind="mergesort")[:k]
     return float(np.asarray(labels)[top].mean())
 

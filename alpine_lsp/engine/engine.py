@@ -1,0 +1,450 @@
+"""What to score when: open documents, debounced analysis, the score cache and the index.
+
+The engine knows nothing of LSP. The server feeds it text changes (code-point positions) and
+receives `DocumentResult`s through a callback, on the worker thread. Invariants:
+- only functions whose text hash is not cached for the current model are scored;
+- the changed functions of a document go through the model together;
+- a result whose document version has moved on is dropped, never published.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..index import IndexEntry, IndexStore, Match, index_db_path, iter_source_files
+from ..index.paths import cache_dir
+from ..model.api import FunctionScore
+from ..parsing import Function, ParsedDocument, extract_functions, file_ignored, language_for
+from .cache import ScoreCache
+from .models import ModelHolder
+from .positions import clamp_position, lsp_lines
+from .scheduler import Debouncer
+from .settings import Settings
+from .stats import Stats
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FunctionResult:
+    function: Function
+    score: FunctionScore | None
+    flagged: bool
+    similar: list[Match] = field(default_factory=list)
+
+
+@dataclass
+class DocumentResult:
+    uri: str
+    version: int | None
+    language: str | None
+    functions: list[FunctionResult]
+    model_name: str | None
+    threshold: float | None
+    skipped: str | None = None  # why the document was not analysed, for the log and hover
+    file_ignored: bool = False
+    scored: bool = False  # False while the model is not ready
+
+
+@dataclass
+class DocumentState:
+    uri: str
+    language: str | None
+    version: int | None
+    parsed: ParsedDocument | None
+    skipped: str | None
+    changed_at: float = 0.0
+    result: DocumentResult | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def skip_reason(text: str, settings: Settings, language: str | None) -> str | None:
+    if language is None:
+        return "no grammar for this language"
+    if settings.languages is not None and language not in settings.languages:
+        return f"{language} is not in alpine.languages"
+    if len(text.encode("utf-8", "surrogatepass")) > settings.max_file_size:
+        return f"file larger than alpine.maxFileSize ({settings.max_file_size} bytes)"
+    if "\x00" in text[:8192]:
+        return "binary file (NUL bytes)"
+    return None
+
+
+class Scorer:
+    """Model + cache: scores functions, consulting the cache first."""
+
+    def __init__(self, holder: ModelHolder, cache: ScoreCache, stats: Stats) -> None:
+        self.holder = holder
+        self.cache = cache
+        self.stats = stats
+
+    def score(self, functions: list[Function], language: str) -> list[FunctionScore] | None:
+        model = self.holder.model
+        if model is None:
+            return None
+        fp = model.fingerprint
+        hashes = [f.hash for f in functions]
+        found = self.cache.get_many(fp, language, hashes)
+        self.stats.add("cache_hits", sum(1 for h in hashes if h in found))
+        todo: dict[str, str] = {}
+        for f in functions:
+            if f.hash not in found:
+                todo.setdefault(f.hash, f.text)
+        if todo:
+            t0 = time.perf_counter()
+            before = model.forwards
+            scores = model.score(list(todo.values()), language, explain=True)
+            self.stats.add("model_forwards", model.forwards - before)
+            self.stats.add("functions_scored", len(todo))
+            self.stats.latency("score_ms", (time.perf_counter() - t0) * 1000)
+            fresh = dict(zip(todo.keys(), scores, strict=True))
+            self.cache.put_many(fp, language, fresh)
+            found.update(fresh)
+        return [found[h] for h in hashes]
+
+
+class Engine:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        on_result: Callable[[DocumentResult], None] | None = None,
+        on_model: Callable[[ModelHolder], None] | None = None,
+        cache_path: Path | bool | None = True,
+    ) -> None:
+        self.settings = settings or Settings()
+        self.stats = Stats()
+        self.holder = ModelHolder()
+        if cache_path is True:
+            cache_path = cache_dir() / "scores.sqlite"
+        self.cache = ScoreCache(cache_path or None)
+        self.scorer = Scorer(self.holder, self.cache, self.stats)
+        self.docs: dict[str, DocumentState] = {}
+        self._docs_lock = threading.Lock()
+        self.on_result = on_result or (lambda r: None)
+        self.on_model = on_model or (lambda h: None)
+        self.index: IndexStore | None = None
+        self.root: Path | None = None
+        self.worker = Debouncer(self._analyze)
+        self.indexer_cancel = threading.Event()
+        self._indexer: threading.Thread | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def start(self, root: Path | None) -> None:
+        self.root = root
+        try:
+            self.index = IndexStore(index_db_path(root or Path.cwd()))
+        except Exception:  # the index is optional: hints go, defect scoring stays
+            log.exception("similar-code index unavailable")
+            self.index = None
+        self.load_model()
+
+    def load_model(self) -> None:
+        self.holder.load_async(self.settings, self._model_done)
+
+    def _model_done(self, holder: ModelHolder) -> None:
+        self.on_model(holder)
+        if holder.state == "ready":
+            self.reanalyze_all(delay_s=0)
+
+    def stop(self) -> None:
+        self.indexer_cancel.set()
+        self.worker.stop()
+        self.cache.close()
+        if self.index is not None:
+            self.index.close()
+
+    def update_settings(self, settings: Settings) -> None:
+        old = self.settings
+        self.settings = settings
+        if settings.model_key() != old.model_key():
+            self.load_model()  # re-analysis follows when it is ready
+        else:
+            self.reanalyze_all(delay_s=0)
+
+    # -- documents --------------------------------------------------------------------------
+    def open(self, uri: str, text: str, language_id: str | None, version: int | None) -> None:
+        language = language_for(uri, language_id)
+        reason = skip_reason(text, self.settings, language)
+        parsed = ParsedDocument(text, language) if reason is None and language else None
+        if reason:
+            log.info("%s: not analysed: %s", uri, reason)
+            self.stats.add("files_skipped")
+        state = DocumentState(uri, language, version, parsed, reason, time.perf_counter())
+        with self._docs_lock:
+            self.docs[uri] = state
+        self.worker.schedule(uri, 0)
+
+    def change(
+        self,
+        uri: str,
+        version: int | None,
+        edits: Iterable[tuple[tuple[int, int, int, int] | None, str]],
+        encoding: str = "utf-32",
+        full_text: str | None = None,
+    ) -> None:
+        """Apply range edits in order: (start_line, start_char, end_line, end_char) counted in
+        `encoding` units (the client's), or None for a full replacement. Out-of-range positions
+        clamp to the document. `full_text`, when given, wins over our own result."""
+        state = self.docs.get(uri)
+        if state is None:
+            if full_text is not None:
+                self.open(uri, full_text, None, version)
+            return
+        with state.lock:
+            state.version = version
+            state.changed_at = time.perf_counter()
+            if state.parsed is None:
+                if full_text is None:
+                    full_text = next((t for r, t in reversed(list(edits)) if r is None), None)
+                if full_text is not None:
+                    reason = skip_reason(full_text, self.settings, state.language)
+                    state.skipped = reason
+                    if reason is None and state.language:
+                        state.parsed = ParsedDocument(full_text, state.language)
+            else:
+                for rng, text in edits:
+                    if rng is None:
+                        state.parsed.replace_text(text)
+                        continue
+                    lines = lsp_lines(state.parsed.text)
+                    sl, sc = clamp_position(lines, rng[0], rng[1], encoding)
+                    el, ec = clamp_position(lines, rng[2], rng[3], encoding)
+                    if (el, ec) < (sl, sc):
+                        sl, sc, el, ec = el, ec, sl, sc
+                    state.parsed.apply_change(sl, sc, el, ec, text)
+                if full_text is not None and state.parsed.text != full_text:
+                    log.warning("%s: edit stream diverged from the client; resynchronising", uri)
+                    state.parsed.replace_text(full_text)
+                if full_text is not None:
+                    reason = skip_reason(full_text, self.settings, state.language)
+                    if reason:
+                        state.skipped, state.parsed = reason, None
+        self.worker.schedule(uri, self.settings.debounce_ms / 1000)
+
+    def close(self, uri: str) -> None:
+        with self._docs_lock:
+            self.docs.pop(uri, None)
+        self.worker.cancel(uri)
+
+    def reanalyze_all(self, delay_s: float = 0.0) -> None:
+        for uri in list(self.docs):
+            self.worker.schedule(uri, delay_s)
+
+    def result(self, uri: str) -> DocumentResult | None:
+        state = self.docs.get(uri)
+        return state.result if state else None
+
+    # -- analysis (worker thread) -----------------------------------------------------------
+    def _analyze(self, uri: str) -> None:
+        state = self.docs.get(uri)
+        if state is None:
+            return
+        t0 = time.perf_counter()
+        with state.lock:
+            version = state.version
+            changed_at = state.changed_at
+            skipped = state.skipped
+            functions = state.parsed.functions() if state.parsed is not None else []
+            ignored_file = file_ignored(state.parsed.text) if state.parsed is not None else False
+        self.stats.add("analyses")
+        self.stats.add("functions_parsed", len(functions))
+        model = self.holder.model
+        result = DocumentResult(
+            uri=uri,
+            version=version,
+            language=state.language,
+            functions=[],
+            model_name=model.name if model else None,
+            threshold=self.threshold(),
+            skipped=skipped,
+            file_ignored=ignored_file,
+        )
+        scores = None
+        if functions and not skipped:
+            try:
+                scores = self.scorer.score(functions, state.language or "")
+            except Exception:
+                log.exception("%s: scoring failed", uri)
+                self.stats.add("errors")
+        if state.version != version or self.docs.get(uri) is not state:
+            self.stats.add("results_dropped")
+            return
+        result.scored = scores is not None or not functions or skipped is not None
+        similar = self._similar(uri, state.language, functions, scores)
+        threshold = result.threshold if result.threshold is not None else 1.1
+        for i, f in enumerate(functions):
+            s = scores[i] if scores is not None else None
+            flagged = bool(
+                s is not None and not ignored_file and not f.ignored and s.probability >= threshold
+            )
+            result.functions.append(FunctionResult(f, s, flagged, similar[i]))
+        state.result = result
+        now = time.perf_counter()
+        self.stats.latency("analysis_ms", (now - t0) * 1000)
+        self.stats.latency("edit_to_result_ms", (now - changed_at) * 1000)
+        self.on_result(result)
+
+    def threshold(self) -> float | None:
+        if self.settings.threshold is not None:
+            return self.settings.threshold
+        model = self.holder.model
+        return model.threshold if model else None
+
+    def similarity_threshold(self) -> float | None:
+        if self.settings.similarity.threshold is not None:
+            return self.settings.similarity.threshold
+        model = self.holder.model
+        return model.similarity_threshold if model else None
+
+    def _similar(
+        self,
+        uri: str,
+        language: str | None,
+        functions: list[Function],
+        scores: list[FunctionScore] | None,
+    ) -> list[list[Match]]:
+        empty: list[list[Match]] = [[] for _ in functions]
+        model = self.holder.model
+        if self.index is None or scores is None or model is None or language is None:
+            return empty
+        try:
+            self.index.replace_file(
+                uri,
+                [
+                    _entry(uri, language, f, s, model.fingerprint)
+                    for f, s in zip(functions, scores, strict=True)
+                ],
+            )
+            sim = self.settings.similarity
+            limit = self.similarity_threshold()
+            if not sim.enabled or sim.max_results == 0 or limit is None:
+                return empty
+            return [
+                self.index.query(
+                    s.embedding,
+                    sim.max_results,
+                    model.fingerprint,
+                    exclude=(uri, f.start_line),
+                    min_score=limit,
+                )
+                for f, s in zip(functions, scores, strict=True)
+            ]
+        except Exception:
+            log.exception("similar-code lookup failed for %s", uri)
+            self.stats.add("errors")
+            return empty
+
+    # -- workspace index (its own thread) ---------------------------------------------------
+    def index_workspace(
+        self,
+        progress: Callable[[int, int, str], None] | None = None,
+        done: Callable[[int], None] | None = None,
+    ) -> None:
+        """Embed every source file of the workspace in the background; cancellable."""
+        if self.root is None or self.index is None:
+            return
+        if self._indexer is not None and self._indexer.is_alive():
+            self.indexer_cancel.set()
+            self._indexer.join(timeout=5)
+        self.indexer_cancel = threading.Event()
+        self._indexer = threading.Thread(
+            target=self._index_loop,
+            args=(self.indexer_cancel, progress, done),
+            name="alpine-indexer",
+            daemon=True,
+        )
+        self._indexer.start()
+
+    def _index_loop(self, cancel: threading.Event, progress, done) -> None:
+        assert self.root is not None and self.index is not None
+        if not self.holder.ready.wait(timeout=600) or self.holder.model is None:
+            return
+        files = list(
+            iter_source_files(self.root, self.settings.max_file_size, self.settings.languages)
+        )
+        known = self.index.files()
+        seen = set()
+        n = 0
+        for i, path in enumerate(files):
+            if cancel.is_set():
+                log.info("workspace indexing cancelled after %d files", i)
+                break
+            uri = path.resolve().as_uri()
+            seen.add(uri)
+            if progress:
+                progress(i, len(files), path.name)
+            if uri in self.docs:
+                continue  # open documents are indexed by their own analysis
+            try:
+                n += self.index_file(path, uri, known.get(uri))
+            except Exception:
+                log.exception("indexing %s failed", path)
+                self.stats.add("errors")
+        else:
+            for uri in set(known) - seen:  # files deleted while the server was away
+                self.index.remove_file(uri)
+        if done:
+            done(n)
+
+    def index_file(self, path: Path, uri: str, known_hashes: set[str] | None = None) -> int:
+        """(Re)index one file from disk. Returns the number of functions embedded anew."""
+        assert self.index is not None
+        model = self.holder.model
+        if model is None:
+            return 0
+        try:
+            data = path.read_bytes()
+        except OSError:
+            self.index.remove_file(uri)
+            return 0
+        if b"\x00" in data[:8192] or len(data) > self.settings.max_file_size:
+            self.index.remove_file(uri)
+            return 0
+        text = data.decode("utf-8", errors="replace")
+        language = language_for(str(path))
+        if language is None:
+            return 0
+        functions = extract_functions(text, language)
+        if known_hashes is not None and {f.hash for f in functions} == known_hashes:
+            return 0
+        before = self.stats.counters["functions_scored"]
+        scores = self.scorer.score(functions, language) or []
+        self.index.replace_file(
+            uri,
+            [
+                _entry(uri, language, f, s, model.fingerprint)
+                for f, s in zip(functions, scores, strict=True)
+            ],
+        )
+        fresh = self.stats.counters["functions_scored"] - before
+        self.stats.add("embeddings_computed", fresh)
+        self.stats.add("files_indexed")
+        return fresh
+
+    def forget_file(self, uri: str) -> None:
+        if self.index is not None:
+            self.index.remove_file(uri)
+
+
+def _entry(uri: str, language: str, f: Function, s: FunctionScore, fingerprint: str) -> IndexEntry:
+    return IndexEntry(
+        uri=uri,
+        name=f.name,
+        start_line=f.start_line,
+        start_col=f.start_col,
+        end_line=f.end_line,
+        end_col=f.end_col,
+        name_start_line=f.name_start_line,
+        name_start_col=f.name_start_col,
+        name_end_line=f.name_end_line,
+        name_end_col=f.name_end_col,
+        language=language,
+        hash=f.hash,
+        fingerprint=fingerprint,
+        embedding=s.embedding,
+    )

@@ -1,0 +1,91 @@
+"""Loads the model off the main thread and keeps the reason when it cannot."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from ..model import AlpineModel, ModelLoadError, load_model
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class ModelHolder:
+    """state: "idle" → "loading" → "ready" | "failed". One load at a time; the newest wins."""
+
+    def __init__(self) -> None:
+        self.model: AlpineModel | None = None
+        self.state = "idle"
+        self.error: str | None = None
+        self.load_seconds: float | None = None
+        self._key: tuple | None = None
+        self._generation = 0
+        self._lock = threading.Lock()
+        self.ready = threading.Event()
+
+    def load_async(self, settings: Settings, on_done: Callable[[ModelHolder], None]) -> bool:
+        """Start loading for these settings unless the same model is loaded or loading.
+        Returns whether a load started."""
+        key = settings.model_key()
+        with self._lock:
+            if key == self._key and self.state in ("loading", "ready"):
+                return False
+            if self.model is not None and key[:3] == self._key[:3]:  # type: ignore[index]
+                # Same weights and device: only pruning/length changed, no reload needed.
+                self.model.configure(
+                    pruning=settings.pruning or self.model.meta.pruning,
+                    max_tokens=settings.max_tokens or self.model.meta.max_tokens,
+                )
+                self._key = key
+                threading.Thread(target=on_done, args=(self,), daemon=True).start()
+                return True
+            self._generation += 1
+            gen = self._generation
+            self._key = key
+            self.state = "loading"
+            self.ready.clear()
+        threading.Thread(
+            target=self._load, args=(settings, gen, on_done), name="alpine-model-load", daemon=True
+        ).start()
+        return True
+
+    def _load(self, settings: Settings, gen: int, on_done: Callable[[ModelHolder], None]) -> None:
+        t0 = time.perf_counter()
+        model, error = None, None
+        try:
+            path = settings.model
+            if path is not None:
+                p = Path(path).expanduser()
+                log.info("loading model from workspace/user setting: %s", p)
+                if not p.is_dir():
+                    raise ModelLoadError(f"alpine.model must be an existing local directory: {p}")
+            model = load_model(
+                path,
+                device=settings.device,
+                pruning=settings.pruning,
+                threads=settings.threads,
+                max_tokens=settings.max_tokens,
+            )
+        except ModelLoadError as e:
+            error = str(e)
+        except Exception as e:  # anything else from torch/transformers: report, keep serving
+            log.exception("model load failed")
+            error = f"{type(e).__name__}: {e}"
+        with self._lock:
+            if gen != self._generation:
+                return  # a newer load was asked for meanwhile
+            self.load_seconds = time.perf_counter() - t0
+            if model is not None:
+                self.model, self.state, self.error = model, "ready", None
+                log.info(
+                    "model %s ready in %.2fs on %s", model.name, self.load_seconds, model.device
+                )
+            else:
+                self.model, self.state, self.error = None, "failed", error
+                log.error("model could not be loaded: %s", error)
+            self.ready.set()
+        on_done(self)

@@ -1,0 +1,57 @@
+"""Character offsets in the units a client counts (UTF-8, UTF-16, UTF-32) ↔ code points.
+
+LSP splits lines on \\n, \\r\\n and \\r only (not on the other characters str.splitlines knows),
+and a character offset past the end of a line means the end of that line.
+"""
+
+from __future__ import annotations
+
+import re
+
+_EOL = re.compile(r"\r\n|\r|\n")
+
+
+def lsp_lines(text: str) -> list[str]:
+    """Lines without their endings, split the way LSP counts them."""
+    return _EOL.split(text)
+
+
+def _units(ch: str, encoding: str) -> int:
+    o = ord(ch)
+    if encoding == "utf-16":
+        return 2 if o > 0xFFFF else 1
+    if encoding == "utf-8":
+        if o < 0x80:
+            return 1
+        if o < 0x800:
+            return 2
+        # Lone surrogates (from invalid input) count as 3 bytes, as CESU/WTF-8 would.
+        return 3 if o <= 0xFFFF else 4
+    return 1
+
+
+def to_codepoint(line: str, character: int, encoding: str = "utf-16") -> int:
+    if encoding == "utf-32" or line.isascii():
+        return max(0, min(character, len(line)))
+    units = 0
+    for i, ch in enumerate(line):
+        if units >= character:
+            return i
+        units += _units(ch, encoding)
+    return len(line)
+
+
+def to_client(line: str, codepoint: int, encoding: str = "utf-16") -> int:
+    head = line[: max(0, codepoint)]
+    if encoding == "utf-32" or head.isascii():
+        return len(head)
+    return sum(_units(ch, encoding) for ch in head)
+
+
+def clamp_position(lines: list[str], line: int, character: int, encoding: str) -> tuple[int, int]:
+    """Client (line, character) → code-point (line, col), clamped into the document."""
+    if line < 0:
+        return 0, 0
+    if line >= len(lines):
+        return len(lines) - 1, len(lines[-1])
+    return line, to_codepoint(lines[line], max(0, character), encoding)

@@ -1,0 +1,137 @@
+"""The pygls server object, its protocol, and `run()`.
+
+The engine owns document text (so one place applies edits, with clamping and the client's
+position encoding); pygls's own copy of each document is not kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from lsprotocol import types
+from pygls.lsp.server import LanguageServer
+from pygls.protocol import LanguageServerProtocol, lsp_method
+
+from .. import __version__
+from ..engine.engine import DocumentResult, Engine
+from ..engine.settings import Settings
+
+log = logging.getLogger("alpine_lsp")
+
+
+class AlpineProtocol(LanguageServerProtocol):
+    """Hands document notifications straight to our handlers (the engine keeps the text)."""
+
+    def _user(self, method: str, params):
+        if (handler := self.fm.features.get(method)) is not None:
+            yield handler, (params,), None
+
+    @lsp_method(types.TEXT_DOCUMENT_DID_OPEN)
+    def lsp_text_document__did_open(self, params: types.DidOpenTextDocumentParams):
+        yield from self._user(types.TEXT_DOCUMENT_DID_OPEN, params)
+
+    @lsp_method(types.TEXT_DOCUMENT_DID_CHANGE)
+    def lsp_text_document__did_change(self, params: types.DidChangeTextDocumentParams):
+        yield from self._user(types.TEXT_DOCUMENT_DID_CHANGE, params)
+
+    @lsp_method(types.TEXT_DOCUMENT_DID_CLOSE)
+    def lsp_text_document__did_close(self, params: types.DidCloseTextDocumentParams):
+        yield from self._user(types.TEXT_DOCUMENT_DID_CLOSE, params)
+
+
+class AlpineServer(LanguageServer):
+    def __init__(self) -> None:
+        super().__init__("alpine-lsp", __version__, protocol_cls=AlpineProtocol)
+        self.settings = Settings()
+        self.engine = Engine(self.settings, on_result=self._on_result, on_model=self._on_model)
+        self.pull = False  # client pulls diagnostics (textDocument/diagnostic)
+        self.related_info = False
+        self.code_lens = False
+        self.progress_ok = False
+        self.config_pull = False
+        self.encoding = "utf-16"
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.waiters: dict[str, list[tuple[int | None, asyncio.Future]]] = {}
+
+    # Called on the worker thread: hop to the event loop before touching the connection.
+    def _on_result(self, result: DocumentResult) -> None:
+        if self.loop is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self._deliver, result)
+
+    def _deliver(self, result: DocumentResult) -> None:
+        from .diagnostics import publish
+
+        publish(self, result)
+        for _version, fut in self.waiters.pop(result.uri, []):
+            if not fut.done():
+                fut.set_result(result)
+
+    def _on_model(self, holder) -> None:
+        if self.loop is not None and not self.loop.is_closed():
+            from .lifecycle import model_done
+
+            self.loop.call_soon_threadsafe(model_done, self, holder)
+
+    def log(self, message: str, kind: types.MessageType = types.MessageType.Info) -> None:
+        log.log(logging.ERROR if kind == types.MessageType.Error else logging.INFO, message)
+        try:
+            self.window_log_message(types.LogMessageParams(type=kind, message=message))
+        except Exception:  # no connection yet, or it is gone
+            pass
+
+    def show(self, message: str, kind: types.MessageType = types.MessageType.Warning) -> None:
+        self.log(message, kind)
+        try:
+            self.window_show_message(types.ShowMessageParams(type=kind, message=message))
+        except Exception:
+            pass
+
+    def root(self) -> Path | None:
+        from pygls.uris import to_fs_path
+
+        folders = self.workspace.folders
+        uri = next(iter(folders.values())).uri if folders else self.workspace.root_uri
+        path = to_fs_path(uri) if uri else None
+        return Path(path) if path else None
+
+
+def build() -> AlpineServer:
+    from . import actions, diagnostics, hover, lens, lifecycle, stats, sync
+
+    server = AlpineServer()
+    for feature in (lifecycle, sync, diagnostics, hover, actions, lens, stats):
+        feature.register(server)
+    return server
+
+
+def run(
+    tcp: tuple[str, int] | None = None, log_file: str | None = None, verbose: bool = False
+) -> int:
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file:
+        handlers.append(logging.FileHandler(log_file))
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        handlers=handlers,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    server = build()
+
+    def terminate(signum, frame) -> None:  # SIGTERM: leave cleanly, caches closed
+        log.info("signal %s: exiting", signum)
+        server.engine.stop()
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        if tcp:
+            server.start_tcp(*tcp)
+        else:
+            server.start_io()
+    finally:
+        server.engine.stop()
+    return 0

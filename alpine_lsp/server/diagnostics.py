@@ -1,0 +1,155 @@
+"""Diagnostics: defect-risk and similar-code, pulled when the client can, pushed otherwise."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from lsprotocol import types
+from pygls.uris import to_fs_path
+
+from ..engine.engine import DocumentResult, FunctionResult
+from ..engine.positions import lsp_lines, to_client
+from .app import AlpineServer
+
+SOURCE = "alpine"
+SEVERITY = {
+    "error": types.DiagnosticSeverity.Error,
+    "warning": types.DiagnosticSeverity.Warning,
+    "information": types.DiagnosticSeverity.Information,
+    "hint": types.DiagnosticSeverity.Hint,
+}
+
+
+def lines_of(ls: AlpineServer, uri: str) -> list[str]:
+    state = ls.engine.docs.get(uri)
+    if state is None or state.parsed is None:
+        return []
+    return lsp_lines(state.parsed.text)
+
+
+def client_range(lines: list[str], sl: int, sc: int, el: int, ec: int, enc: str) -> types.Range:
+    def pos(line: int, col: int) -> types.Position:
+        text = lines[line] if 0 <= line < len(lines) else ""
+        return types.Position(line=line, character=to_client(text, col, enc))
+
+    return types.Range(start=pos(sl, sc), end=pos(el, ec))
+
+
+def name_range(lines: list[str], fr: FunctionResult, enc: str) -> types.Range:
+    f = fr.function
+    return client_range(
+        lines, f.name_start_line, f.name_start_col, f.name_end_line, f.name_end_col, enc
+    )
+
+
+def short_path(ls: AlpineServer, uri: str) -> str:
+    path = to_fs_path(uri) or uri
+    root = ls.root()
+    try:
+        return str(Path(path).relative_to(root)) if root else Path(path).name
+    except ValueError:
+        return Path(path).name
+
+
+def build(ls: AlpineServer, result: DocumentResult) -> list[types.Diagnostic]:
+    lines = lines_of(ls, result.uri)
+    if not lines or result.file_ignored:
+        return []
+    out: list[types.Diagnostic] = []
+    severity = SEVERITY[ls.settings.severity]
+    for fr in result.functions:
+        if fr.function.ignored:
+            continue
+        rng = name_range(lines, fr, ls.encoding)
+        if fr.flagged and fr.score is not None:
+            out.append(
+                types.Diagnostic(
+                    range=rng,
+                    severity=severity,
+                    source=SOURCE,
+                    code="defect-risk",
+                    message=f"possible defect (p={fr.score.probability:.2f})",
+                    data={"name": fr.function.name, "line": fr.function.start_line},
+                )
+            )
+        if fr.similar:
+            best = fr.similar[0]
+            where = f"{short_path(ls, best.uri)}:{best.start_line + 1}"
+            more = f" and {len(fr.similar) - 1} more" if len(fr.similar) > 1 else ""
+            related = None
+            if ls.related_info:
+                related = [
+                    types.DiagnosticRelatedInformation(
+                        location=types.Location(
+                            uri=m.uri,
+                            range=types.Range(
+                                start=types.Position(line=m.start_line, character=0),
+                                end=types.Position(line=m.end_line, character=0),
+                            ),
+                        ),
+                        message=f"{m.name} ({m.score:.2f})",
+                    )
+                    for m in fr.similar
+                ]
+            out.append(
+                types.Diagnostic(
+                    range=rng,
+                    severity=types.DiagnosticSeverity.Information,
+                    source=SOURCE,
+                    code="similar-code",
+                    message=f"similar to {best.name} in {where} ({best.score:.2f}){more}",
+                    related_information=related,
+                )
+            )
+    return out
+
+
+def publish(ls: AlpineServer, result: DocumentResult) -> None:
+    if ls.pull:
+        return  # the client asks; refresh is requested where needed
+    ls.text_document_publish_diagnostics(
+        types.PublishDiagnosticsParams(
+            uri=result.uri,
+            diagnostics=build(ls, result),
+            version=result.version,
+        )
+    )
+
+
+async def wait_current(ls: AlpineServer, uri: str, timeout: float = 30.0) -> DocumentResult | None:
+    """The result for the document's current version, waiting for the worker if needed."""
+    state = ls.engine.docs.get(uri)
+    if state is None:
+        return None
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        res = state.result
+        if (
+            res is not None
+            and res.version == state.version
+            and (res.scored or ls.engine.holder.state != "loading")
+        ):
+            return res
+        remaining = deadline - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            return state.result
+        fut = asyncio.get_running_loop().create_future()
+        ls.waiters.setdefault(uri, []).append((state.version, fut))
+        try:
+            await asyncio.wait_for(fut, timeout=min(remaining, 1.0))
+        except TimeoutError:
+            pass
+
+
+def register(server: AlpineServer) -> None:
+    @server.feature(
+        types.TEXT_DOCUMENT_DIAGNOSTIC,
+        types.DiagnosticOptions(
+            identifier=SOURCE, inter_file_dependencies=True, workspace_diagnostics=False
+        ),
+    )
+    async def pull(ls: AlpineServer, params: types.DocumentDiagnosticParams):
+        result = await wait_current(ls, params.text_document.uri)
+        items = build(ls, result) if result is not None else []
+        return types.RelatedFullDocumentDiagnosticReport(items=items)

@@ -1,0 +1,87 @@
+"""Hover on a function name: the score, the threshold, pruning lengths, and why."""
+
+from __future__ import annotations
+
+from lsprotocol import types
+
+from ..engine.engine import FunctionResult
+from ..engine.positions import lsp_lines, to_codepoint
+from .app import AlpineServer
+from .diagnostics import name_range, short_path
+
+
+def function_at(ls: AlpineServer, uri: str, line: int, character: int, names_only: bool = True):
+    state = ls.engine.docs.get(uri)
+    if state is None or state.result is None or state.parsed is None:
+        return None
+    lines = lsp_lines(state.parsed.text)
+    if not 0 <= line < len(lines):
+        return None
+    col = to_codepoint(lines[line], character, ls.encoding)
+    best: FunctionResult | None = None
+    for fr in state.result.functions:
+        f = fr.function
+        if names_only:
+            inside = (
+                (f.name_start_line, f.name_start_col)
+                <= (line, col)
+                <= (f.name_end_line, f.name_end_col)
+            )
+        else:
+            inside = f.start_line <= line <= f.end_line
+        if inside and (best is None or f.start_line >= best.function.start_line):
+            best = fr  # innermost wins for nested functions
+    return best
+
+
+def render(ls: AlpineServer, fr: FunctionResult) -> str:
+    engine = ls.engine
+    f = fr.function
+    lines = [f"**alpine** · `{f.name}`", ""]
+    s = fr.score
+    holder = engine.holder
+    if s is None:
+        if holder.state == "failed":
+            lines.append(f"model not loaded: {holder.error}")
+        else:
+            lines.append("model loading…" if holder.state == "loading" else "not scored yet")
+        return "\n".join(lines)
+    threshold = engine.threshold()
+    verdict = "**possible defect**" if fr.flagged else "below the threshold"
+    if f.ignored:
+        verdict = "ignored (`alpine: ignore`)"
+    model = holder.model
+    lines.append(
+        f"defect probability **{s.probability:.2f}** (threshold {threshold:.2f}): {verdict}"
+    )
+    lines.append("")
+    lines.append(f"- model: {model.name if model else '?'}")
+    trunc = f", truncated to {s.tokens_per_layer[0]} (head and tail)" if s.truncated else ""
+    lines.append(f"- tokens: {s.n_tokens}{trunc}")
+    lines.append(f"- tokens per layer after pruning: {' → '.join(map(str, s.tokens_per_layer))}")
+    lines.append(f"- {s.flops / 1e9:.2f} GFLOPs, {s.ms:.0f} ms")
+    if s.top_tokens:
+        why = ", ".join(f"`{t}`" for t, _ in s.top_tokens)
+        lines.append(f"- why: tokens that survived to the last layer with most attention: {why}")
+    if fr.similar:
+        lines.append("")
+        lines.append("similar code:")
+        for m in fr.similar:
+            lines.append(
+                f"- `{m.name}` in {short_path(ls, m.uri)}:{m.start_line + 1} ({m.score:.2f})"
+            )
+    return "\n".join(lines)
+
+
+def register(server: AlpineServer) -> None:
+    @server.feature(types.TEXT_DOCUMENT_HOVER)
+    def hover(ls: AlpineServer, params: types.HoverParams) -> types.Hover | None:
+        uri = params.text_document.uri
+        fr = function_at(ls, uri, params.position.line, params.position.character)
+        if fr is None:
+            return None
+        lines = lsp_lines(ls.engine.docs[uri].parsed.text)
+        return types.Hover(
+            contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value=render(ls, fr)),
+            range=name_range(lines, fr, ls.encoding),
+        )

@@ -1,0 +1,31 @@
+"""`alpine/stats`: what the server did, for tests, benchmarks and curious users."""
+
+from __future__ import annotations
+
+from .app import AlpineServer
+
+STATS = "alpine/stats"
+
+
+def snapshot(ls: AlpineServer) -> dict:
+    engine = ls.engine
+    out = engine.stats.snapshot()
+    holder = engine.holder
+    out["model"] = {
+        "state": holder.state,
+        "error": holder.error,
+        "load_seconds": holder.load_seconds,
+        **(holder.model.info() if holder.model else {}),
+    }
+    out["documents"] = len(engine.docs)
+    out["pending"] = engine.worker.pending()
+    out["index_functions"] = engine.index.count() if engine.index else None
+    out["pull_diagnostics"] = ls.pull
+    out["position_encoding"] = ls.encoding
+    return out
+
+
+def register(server: AlpineServer) -> None:
+    @server.feature(STATS)
+    def stats(ls: AlpineServer, params=None) -> dict:
+        return snapshot(ls)
