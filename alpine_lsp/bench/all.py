@@ -1,0 +1,114 @@
+"""`alpine-lsp bench all`: the pruning, lsp and index benches in one run, one table."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import io
+import json
+import platform
+import sys
+
+import torch
+
+BENCHES = {
+    "pruning": ("alpine_lsp.bench.pruning", []),
+    "lsp": ("alpine_lsp.bench.lsp", []),
+    "index": ("alpine_lsp.bench.index", []),
+}
+
+
+def _run(module: str, argv: list[str]) -> dict:
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        code = importlib.import_module(module).main([*argv, "--json"])
+    lines = [line for line in buf.getvalue().splitlines() if line.strip().startswith("{")]
+    if code or not lines:
+        return {"error": f"exit {code}", "output": buf.getvalue()[-500:]}
+    return json.loads(lines[-1])
+
+
+def _get(d: dict, *path, default=None):
+    for p in path:
+        if not isinstance(d, dict) or p not in d:
+            return default
+        d = d[p]
+    return d
+
+
+def table(results: dict) -> str:
+    p, lsp, idx = results.get("pruning", {}), results.get("lsp", {}), results.get("index", {})
+
+    def f(v, fmt="{:.1f}"):
+        return fmt.format(v) if isinstance(v, (int, float)) else "n/a"
+
+    rows = [
+        (
+            "pruning",
+            "batch-1 latency median, unpruned → pruned (ms)",
+            f"{f(_get(p, 'latency_ms', 'none', 'median'))} → "
+            f"{f(_get(p, 'latency_ms', 'pruned', 'median'))}",
+        ),
+        ("pruning", "batch-1 speed-up (unpruned/pruned)", f(p.get("speedup_batch1"), "{:.2f}x")),
+        ("pruning", "batch-16 speed-up", f(p.get("speedup_batch16"), "{:.2f}x")),
+        ("pruning", "FLOPs ratio (unpruned/pruned)", f(p.get("flops_ratio"), "{:.2f}x")),
+        (
+            "lsp",
+            "edit → diagnostic p50 / p95 (ms, debounce excluded)",
+            f"{f(_get(lsp, 'edit_to_diagnostic_ms', 'median'))} / "
+            f"{f(_get(lsp, 'edit_to_diagnostic_ms', 'p95'))}",
+        ),
+        (
+            "lsp",
+            "hover while scoring p50 / p95 (ms)",
+            f"{f(_get(lsp, 'hover_ms', 'median'))} / {f(_get(lsp, 'hover_ms', 'p95'))}",
+        ),
+        ("index", "build throughput (functions/s)", f(idx.get("build_functions_per_s"))),
+    ]
+    for n in ("1000", "10000", "100000"):
+        rows.append(
+            (
+                "index",
+                f"query at {int(n):,} functions p50 / p95 (ms)",
+                f"{f(_get(idx, 'query_ms', n, 'median'), '{:.2f}')} / "
+                f"{f(_get(idx, 'query_ms', n, 'p95'), '{:.2f}')}",
+            )
+        )
+    rows.append(
+        (
+            "index",
+            "warm restart (s), functions re-embedded",
+            f"{f(idx.get('warm_restart_s'), '{:.2f}')}, {idx.get('warm_restart_embedded', 'n/a')}",
+        )
+    )
+    width = max(len(r[1]) for r in rows)
+    out = [
+        f"| bench   | {'figure'.ljust(width)} | value |",
+        f"|---------|{'-' * (width + 2)}|-------|",
+    ]
+    out += [f"| {a:<7} | {b.ljust(width)} | {c} |" for a, b, c in rows]
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="alpine-lsp bench all", description=__doc__)
+    ap.add_argument("--model", help="model directory (default: bundled)")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    extra = ["--model", args.model] if args.model else []
+    results = {}
+    for name, (module, argv_) in BENCHES.items():
+        print(f"running bench {name}…", file=sys.stderr, flush=True)
+        results[name] = _run(module, [*argv_, *extra])
+    results["machine"] = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu": platform.processor(),
+    }
+    if args.json:
+        print(json.dumps(results))
+    else:
+        print(table(results))
+    return 0
