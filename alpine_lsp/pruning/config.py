@@ -12,12 +12,17 @@ POLICIES = ("none", "all", "even", "odd")
 def parse_layers(spec: str | list[int] | tuple[int, ...]) -> str | tuple[int, ...]:
     """Normalise a layer policy: a policy name, or a list like "0,2,5" / [0, 2, 5]."""
     if isinstance(spec, (list, tuple)):
-        return tuple(sorted({int(i) for i in spec}))
+        layers = tuple(sorted({int(i) for i in spec}))
+        if any(i < 0 for i in layers):
+            raise ValueError(f"pruning layer indices must be >= 0, got {spec!r}")
+        return layers
     text = str(spec).strip().lower()
     if text in POLICIES:
         return text
     try:
         layers = tuple(sorted({int(part) for part in text.split(",") if part.strip()}))
+        if not layers:  # "" or "," would otherwise silently mean no pruning
+            raise ValueError(text)
     except ValueError:
         raise ValueError(
             f"pruning layers must be one of {', '.join(POLICIES)} or a comma-separated "
