@@ -1,0 +1,292 @@
+"""`alpine-lsp eval defect`: the model on the Devign test split, pruned vs unpruned, beside TF-IDF.
+
+Every figure comes from one run over the same functions: the model with the pruning of its
+alpine.json, the same weights with pruning switched off at inference, and a TF-IDF + logistic
+regression baseline trained on the train split. With `--limit` the splits are seeded subsets and
+the numbers are smoke figures, not results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..bench.common import sample
+from ..model import ModelLoadError, load_model
+from .data import load_devign
+from .metrics import precision_at_top, precision_threshold, prf, roc_auc
+from .report import (
+    add_ratios,
+    configs_of,
+    dumps,
+    fmt,
+    latency,
+    lengths_table,
+    plot_path,
+    plot_tokens,
+    scoring_pass,
+    table,
+    tfidf,
+)
+
+C_GRID = (0.1, 0.3, 1.0, 3.0, 10.0)
+SEED = 7
+
+
+def defect_metrics(probs: np.ndarray, labels: np.ndarray, threshold: float) -> dict:
+    probs = np.asarray(probs, dtype=np.float64)
+    labels = np.asarray(labels).astype(bool)
+    pred = probs >= 0.5
+    p, r, f = prf(pred, labels)
+    at = probs >= threshold
+    tp, tr, tf = prf(at, labels)
+    return {
+        "accuracy": float((pred == labels).mean()) if len(labels) else float("nan"),
+        "precision": p,
+        "recall": r,
+        "f1": f,
+        "roc_auc": roc_auc(probs, labels),
+        "precision_top10": precision_at_top(probs, labels, 0.1) if len(labels) else float("nan"),
+        "at_threshold": {
+            "threshold": float(threshold),
+            "accuracy": float((at == labels).mean()) if len(labels) else float("nan"),
+            "precision": tp,
+            "recall": tr,
+            "f1": tf,
+            "flagged_share": float(at.mean()) if len(labels) else float("nan"),
+        },
+    }
+
+
+def tfidf_baseline(train: list[dict], valid: list[dict], test: list[dict]) -> dict:
+    """TF-IDF over code tokens + logistic regression; C picked by valid ROC-AUC, and the
+    threshold calibrated on valid by the same rule training uses for the model's threshold."""
+    from sklearn.linear_model import LogisticRegression
+
+    t0 = time.perf_counter()
+    vec = tfidf(len(train))
+    x_train = vec.fit_transform([r["func"] for r in train])
+    y_train = np.array([r["target"] for r in train])
+    x_valid = vec.transform([r["func"] for r in valid])
+    y_valid = np.array([r["target"] for r in valid])
+    by_c: dict[str, float] = {}
+    best: tuple[float, float, object] = (-1.0, 0.0, None)
+    for c in C_GRID:
+        clf = LogisticRegression(C=c, max_iter=2000, solver="liblinear").fit(x_train, y_train)
+        pv = clf.predict_proba(x_valid)[:, 1]
+        auc = roc_auc(pv, y_valid)
+        # A one-class valid subset (tiny --limit) has no AUC; fall back to accuracy.
+        key = auc if np.isfinite(auc) else float(((pv >= 0.5) == y_valid).mean())
+        by_c[str(c)] = auc
+        if key > best[0]:
+            best = (key, c, clf)
+    _, c, clf = best
+    pv = clf.predict_proba(x_valid)[:, 1]
+    threshold = precision_threshold(pv, y_valid, 0.70, min_share=0.02)
+    pt = clf.predict_proba(vec.transform([r["func"] for r in test]))[:, 1]
+    return {
+        "name": "tfidf+logreg",
+        "C": c,
+        "valid_roc_auc_by_C": by_c,
+        "vocabulary": len(vec.vocabulary_),
+        "fit_seconds": time.perf_counter() - t0,
+        **defect_metrics(pt, np.array([r["target"] for r in test]), threshold),
+    }
+
+
+def compare_truncation(model, codes: list[str], labels: np.ndarray, own_scores: list) -> dict:
+    """head vs head_tail at inference under the model's pruning; the difference lives entirely
+    in the truncated functions, so those get their own figures."""
+    out = {}
+    before = model.truncation
+    for strat in ("head", "head_tail"):
+        if strat == before:
+            scores = own_scores
+        else:
+            model.configure(truncation=strat)
+            try:
+                scores = model.score(codes, "c")
+            finally:
+                model.configure(truncation=before)
+        probs = np.array([s.probability for s in scores])
+        trunc = np.array([s.truncated for s in scores], dtype=bool)
+        m = defect_metrics(probs, labels, model.threshold)
+        m["truncated_n"] = int(trunc.sum())
+        m["roc_auc_truncated"] = roc_auc(probs[trunc], labels[trunc])
+        m["accuracy_truncated"] = (
+            float(((probs[trunc] >= 0.5) == labels[trunc]).mean()) if trunc.any() else float("nan")
+        )
+        out[strat] = m
+    return out
+
+
+def markdown(res: dict, plot: Path | None) -> str:
+    p, u, b = res["pruned"], res["none"], res["baseline"]
+    cols = [p, u, b] if b else [p, u]
+    head = ["metric", "ALPINE (pruned)", "no pruning", *(["TF-IDF + LR"] if b else [])]
+
+    def row(label: str, get) -> list:
+        vals = []
+        for c in cols:
+            try:
+                vals.append(get(c))
+            except KeyError:
+                vals.append(None)
+        return [label, *vals]
+
+    rows = [
+        row("accuracy @0.5", lambda c: c["accuracy"]),
+        row("precision @0.5", lambda c: c["precision"]),
+        row("recall @0.5", lambda c: c["recall"]),
+        row("F1 @0.5", lambda c: c["f1"]),
+        row("ROC-AUC", lambda c: c["roc_auc"]),
+        row("precision, top 10%", lambda c: c["precision_top10"]),
+        row("calibrated threshold", lambda c: c["at_threshold"]["threshold"]),
+        row("accuracy @threshold", lambda c: c["at_threshold"]["accuracy"]),
+        row("precision @threshold", lambda c: c["at_threshold"]["precision"]),
+        row("recall @threshold", lambda c: c["at_threshold"]["recall"]),
+        row("flagged share @threshold", lambda c: c["at_threshold"]["flagged_share"]),
+        row("FLOPs per function (mean)", lambda c: c["flops_mean"]),
+        row("latency batch 1, median ms", lambda c: c["latency_ms"]["median"]),
+        row("latency batch 1, p95 ms", lambda c: c["latency_ms"]["p95"]),
+        row("pass ms/function (batch 16, one pass)", lambda c: c["pass_ms_per_function"]),
+        row("peak RSS MB (scoring pass)", lambda c: c["peak_rss_mb"]),
+    ]
+    n = res["n"]
+    lines = [
+        "# Defect prediction: Devign test split",
+        "",
+        f"Model `{res['model']['name']}` ({res['model']['path']}), pruning "
+        f"`{res['pruned']['pruning']}`, max_tokens {res['model']['max_tokens']}, "
+        f"truncation {res['model']['truncation']}, {res['threads']} torch threads, CPU.",
+        f"Functions: test {n['test']}, valid {n['valid']}, train (baseline) {n['train']}.",
+    ]
+    if res.get("limit"):
+        lines.append(
+            f"**Subset run (--limit {res['limit']}): seeded samples of each split; these are "
+            "smoke figures, not results.**"
+        )
+    lines += [
+        "",
+        table(head, rows),
+        "",
+        f"Unpruned / pruned: FLOPs x{fmt(res['flops_ratio'], 2)}, batch-1 median latency "
+        f"x{fmt(res['speedup_batch1'], 2)} (over {u['latency_ms']['n']} functions, A/B "
+        "interleaved after a warm-up). The one-pass timings run each setting once in turn, "
+        "so they carry machine noise; `alpine-lsp bench pruning` times batch 16 A/B.",
+        f"Peak memory source: {res['memory_source']}; process-wide RSS (weights, data and "
+        "Python included).",
+        "",
+        "## Tokens per layer (mean over test functions)",
+        "",
+        lengths_table({"pruned": p["tokens_per_layer"], "none": u["tokens_per_layer"]}),
+    ]
+    if plot is not None:
+        lines += ["", f"![tokens per layer]({plot.name})"]
+    if b:
+        lines += ["", f"Baseline: C={b['C']} chosen on valid ROC-AUC from {list(C_GRID)}; "
+                      f"vocabulary {b['vocabulary']} uni+bigrams of code tokens."]
+    if res.get("truncation"):
+        t = res["truncation"]
+        trows = [
+            [s, t[s]["accuracy"], t[s]["f1"], t[s]["roc_auc"], t[s]["precision_top10"],
+             t[s]["truncated_n"], t[s]["accuracy_truncated"], t[s]["roc_auc_truncated"]]
+            for s in ("head", "head_tail")
+        ]
+        lines += [
+            "", "## Truncation at inference (pruned)", "",
+            table(["strategy", "accuracy", "F1", "ROC-AUC", "P top 10%", "truncated n",
+                   "accuracy (truncated)", "ROC-AUC (truncated)"], trows),
+        ]
+    if res.get("notes"):
+        lines += ["", *(f"- {x}" for x in res["notes"])]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="alpine-lsp eval defect", description=__doc__)
+    ap.add_argument("--model", required=True, help="model directory")
+    ap.add_argument("--data", required=True, help="Devign directory (devign.jsonl.gz, split.json)")
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--limit", type=int, default=0, help="seeded subset of N test/valid functions")
+    ap.add_argument("--train-limit", type=int, default=None,
+                    help="baseline training functions (default: all, or 5*limit with --limit)")
+    ap.add_argument("--report", help="write a Markdown report here (the plot goes beside it)")
+    ap.add_argument("--plot", help="write the tokens-per-layer PNG here")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ap.add_argument("--latency-n", type=int, default=100, help="functions timed at batch 1")
+    ap.add_argument("--compare-truncation", action="store_true",
+                    help="also score the test split with head and head_tail truncation")
+    ap.add_argument("--no-baseline", action="store_true", help="skip the TF-IDF baseline")
+    args = ap.parse_args(argv)
+
+    try:
+        model = load_model(args.model, device="cpu", threads=args.threads)
+        splits = load_devign(args.data)
+    except (ModelLoadError, FileNotFoundError) as e:
+        print(f"alpine-lsp eval defect: {e}", file=sys.stderr)
+        return 2
+    import torch
+
+    train_limit = args.train_limit
+    if train_limit is None:
+        train_limit = max(200, 5 * args.limit) if args.limit else 0
+    test = sample(splits["test"], args.limit, SEED)
+    valid = sample(splits["valid"], args.limit, SEED)
+    train = sample(splits["train"], train_limit, SEED)
+    if not test:
+        print("alpine-lsp eval defect: the test split is empty", file=sys.stderr)
+        return 2
+    codes = [r["func"] for r in test]
+    labels = np.array([r["target"] for r in test])
+    configs, note = configs_of(model)
+
+    res: dict = {
+        "task": "defect",
+        "data": str(args.data),
+        "model": {**model.info(), "truncation": model.truncation},
+        "limit": args.limit or None,
+        "n": {"test": len(test), "valid": len(valid), "train": len(train)},
+        "positive_share": float(labels.mean()),
+        "threads": torch.get_num_threads(),
+        "notes": [note] if note else [],
+    }
+    # Latency first: its warm-up also warms the allocator before the memory-measured passes.
+    lat = latency(model, codes, configs, args.latency_n, "c", SEED)
+    # Pruned before unpruned: memory an earlier pass keeps can only inflate the later peak.
+    own_scores = None
+    for name in ("pruned", "none"):
+        scores, stats = scoring_pass(model, codes, configs[name], "c")
+        probs = np.array([s.probability for s in scores])
+        res[name] = {**defect_metrics(probs, labels, model.threshold), **stats,
+                     "latency_ms": lat[name]}
+        if name == "pruned":
+            own_scores = scores
+    res["memory_source"] = res["pruned"].pop("memory_source")
+    res["none"].pop("memory_source")
+    add_ratios(res)
+    if args.compare_truncation:
+        res["truncation"] = compare_truncation(model, codes, labels, own_scores)
+    res["baseline"] = None if args.no_baseline else tfidf_baseline(train, valid, test)
+
+    plot = plot_path(args.report, args.plot)
+    if plot is not None:
+        plot_tokens({"ALPINE (pruned)": res["pruned"]["tokens_per_layer"],
+                     "no pruning": res["none"]["tokens_per_layer"]},
+                    plot, f"Devign test, {model.name}")
+        res["plot"] = str(plot)
+    text = markdown(res, plot)
+    if args.report:
+        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.report).write_text(text, encoding="utf-8")
+        res["report"] = str(args.report)
+    print(dumps(res) if args.json else text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,118 @@
+"""eval clone on a tiny random model and a small synthetic BigCloneBench in the real format."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+from itertools import pairwise
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from alpine_lsp.model.tiny import create_tiny_model
+from alpine_lsp.train import eval_clone
+from alpine_lsp.train.data import load_bcb
+from alpine_lsp.train.eval_clone import balanced_indices, pair_metrics, tfidf_baseline
+
+# Each family shares its vocabulary; clones are two members of one family.
+FAMILIES = [
+    "int total = 0; for (int i = 0; i < xs.length; i++) total += xs[i]; return total;",
+    "BufferedReader r = new BufferedReader(new FileReader(path)); return r.readLine();",
+    "MessageDigest md = MessageDigest.getInstance(\"MD5\"); md.update(bytes); return md.digest();",
+    "Socket s = new Socket(host, port); OutputStream out = s.getOutputStream(); out.flush();",
+    "Collections.sort(items, comparator); return items.subList(0, Math.min(k, items.size()));",
+    "String json = mapper.writeValueAsString(obj); response.setContentType(\"json\");",
+]
+
+
+def synthetic_bcb(d: Path, per_family: int = 6, seed: int = 0) -> Path:
+    rng = random.Random(seed)
+    funcs, fam_of = {}, {}
+    for f, body in enumerate(FAMILIES):
+        for k in range(per_family):
+            fid = str(1000 + f * 100 + k)
+            funcs[fid] = f"public static Object m{fid}(Object a{k}) {{ {body} }}"
+            fam_of[fid] = f
+    ids = sorted(funcs)
+    pairs = []
+    for a in ids:
+        for b in ids:
+            if a < b and rng.random() < 0.3:
+                same = fam_of[a] == fam_of[b]
+                pairs.append((a, b, int(same), rng.randint(0, 4) if same else 5))
+    rng.shuffle(pairs)
+    d.mkdir(parents=True, exist_ok=True)
+    with gzip.open(d / "functions.jsonl.gz", "wt", encoding="utf-8") as f:
+        for fid, code in funcs.items():
+            f.write(json.dumps({"id": int(fid), "code": code}) + "\n")
+    n = len(pairs)
+    parts = {"train": pairs[: n // 2], "valid": pairs[n // 2 : 3 * n // 4],
+             "test": pairs[3 * n // 4 :]}
+    for name, rows in parts.items():
+        with gzip.open(d / f"pairs_{name}.tsv.gz", "wt", encoding="utf-8") as f:
+            f.write("id1\tid2\tlabel\tclone_type\n")
+            for a, b, label, kind in rows:
+                f.write(f"{a}\t{b}\t{label}\t{kind}\n")
+    return d
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    return create_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+def test_clone_json(tiny, tmp_path, capsys):
+    data = synthetic_bcb(tmp_path / "bcb")
+    report = tmp_path / "clone.md"
+    rc = eval_clone.main([
+        "--model", str(tiny), "--data", str(data), "--json", "--limit", "40",
+        "--latency-n", "3", "--threads", "1", "--report", str(report),
+    ])
+    assert rc == 0
+    res = json.loads(capsys.readouterr().out)
+    for key in ("pruned", "none", "baseline", "flops_ratio", "speedup_batch1", "note",
+                "positive_share", "n", "memory_source"):
+        assert key in res, key
+    assert "78%" in res["note"]
+    assert res["n"]["test_pairs"] == 40 and res["n"]["valid_pairs"] == 40
+    for name in ("pruned", "none", "baseline"):
+        m = res[name]
+        assert 0.0 <= m["roc_auc"] <= 1.0
+        assert set(m["recall_by_clone_type"]) == {"0", "1", "2", "3", "4"}
+        assert m["balanced"]["positives"] == m["balanced"]["negatives"] > 0
+        assert 0.0 <= m["f1"] <= 1.0
+    none, pruned = res["none"]["tokens_per_layer"], res["pruned"]["tokens_per_layer"]
+    assert len(set(none)) == 1
+    assert all(b <= a + 1e-9 for a, b in pairwise(pruned))
+    assert res["flops_ratio"] >= 1.0
+    assert res["none"]["latency_ms"]["n"] == 3
+    assert "balanced resample" in report.read_text()
+    assert Path(res["plot"]).is_file()
+
+
+def test_balanced_resample_is_balanced():
+    labels = np.array([1] * 78 + [0] * 22)
+    idx = balanced_indices(labels, seed=1)
+    assert len(idx) == 44 and labels[idx].sum() == 22
+    assert set(np.flatnonzero(labels == 0)) <= set(idx)  # every negative kept
+    assert np.array_equal(idx, balanced_indices(labels, seed=1))  # seeded
+    few_pos = np.array([1] * 3 + [0] * 10)
+    assert few_pos[balanced_indices(few_pos)].sum() == 3 and len(balanced_indices(few_pos)) == 6
+
+
+def test_pair_metrics_recall_by_type():
+    cos = np.array([0.9, 0.2, 0.95, 0.1])
+    labels = np.array([1, 1, 1, 0])
+    types = np.array([0, 3, 3, 5])
+    m = pair_metrics(cos, labels, types, threshold=0.5)
+    assert m["recall_by_clone_type"]["0"] == 1.0 and m["recall_by_clone_type"]["3"] == 0.5
+    assert m["recall"] == pytest.approx(2 / 3) and m["precision"] == 1.0
+
+
+def test_tfidf_cosine_beats_chance(tmp_path):
+    funcs, pairs = load_bcb(synthetic_bcb(tmp_path / "bcb", seed=4))
+    base = tfidf_baseline(funcs, pairs["train"], pairs["valid"], pairs["test"])
+    assert base["roc_auc"] > 0.9
+    assert base["balanced"]["f1"] > 0.7

@@ -1,0 +1,109 @@
+"""eval defect on a tiny random model and a small synthetic Devign in the real file format."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+from itertools import pairwise
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from alpine_lsp.model.tiny import create_tiny_model
+from alpine_lsp.train import eval_defect
+from alpine_lsp.train.eval_defect import defect_metrics, tfidf_baseline
+
+BAD = "strcpy(buf, src); memcpy(dst, src, len); gets(line);"
+GOOD = "strncpy(buf, src, sizeof(buf) - 1); if (len > cap) return -1; fgets(line, n, f);"
+
+
+def synthetic_devign(n: int, seed: int = 0) -> list[dict]:
+    """Vulnerable functions call the unchecked copies; safe ones the bounded ones."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        target = i % 2
+        body = BAD if target else GOOD
+        name = rng.choice(["parse", "decode", "read_packet", "init", "copy_frame"])
+        noise = " ".join(f"x{rng.randint(0, 30)} = {rng.randint(0, 9)};" for _ in range(3))
+        func = f"static int {name}_{i}(char *src, int len)\n{{\n    {noise}\n    {body}\n}}"
+        project = "FFmpeg" if i % 4 < 2 else "qemu"
+        rows.append({"id": f"{project}-{i}", "project": project, "target": target, "func": func})
+    return rows
+
+
+def write_devign(d: Path, rows: list[dict]) -> Path:
+    d.mkdir(parents=True, exist_ok=True)
+    with gzip.open(d / "devign.jsonl.gz", "wt", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+    ids = [r["id"] for r in rows]
+    n = len(ids)
+    split = {"train": ids[: n // 2], "valid": ids[n // 2 : 3 * n // 4], "test": ids[3 * n // 4 :]}
+    (d / "split.json").write_text(json.dumps(split))
+    return d
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    return create_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+def test_defect_json(tiny, tmp_path, capsys):
+    data = write_devign(tmp_path / "devign", synthetic_devign(64))
+    report = tmp_path / "out" / "defect.md"
+    rc = eval_defect.main([
+        "--model", str(tiny), "--data", str(data), "--json", "--latency-n", "3",
+        "--threads", "1", "--report", str(report), "--compare-truncation",
+    ])
+    assert rc == 0
+    res = json.loads(capsys.readouterr().out)
+    for key in ("pruned", "none", "baseline", "flops_ratio", "speedup_batch1", "memory_source",
+                "truncation", "n", "plot", "report"):
+        assert key in res, key
+    assert res["n"]["test"] == 16
+    for name in ("pruned", "none"):
+        m = res[name]
+        for key in ("accuracy", "f1", "roc_auc", "precision_top10", "at_threshold",
+                    "tokens_per_layer", "flops_mean", "latency_ms", "peak_rss_mb"):
+            assert key in m, (name, key)
+        assert 0.0 <= m["roc_auc"] <= 1.0
+        assert 0.0 <= m["accuracy"] <= 1.0
+        assert set(m["at_threshold"]) >= {"threshold", "accuracy", "precision", "recall"}
+        assert m["latency_ms"]["median"] > 0 and m["latency_ms"]["p95"] >= 0
+        assert m["latency_ms"]["n"] == 3
+        assert m["peak_rss_mb"] > 0
+    none, pruned = res["none"]["tokens_per_layer"], res["pruned"]["tokens_per_layer"]
+    assert len(none) == len(pruned) == 3  # input + 2 layers
+    assert len(set(none)) == 1
+    assert all(b <= a + 1e-9 for a, b in pairwise(pruned))
+    assert pruned[-1] < none[-1]
+    assert res["flops_ratio"] >= 1.0
+    assert set(res["truncation"]) == {"head", "head_tail"}
+    assert Path(res["plot"]).is_file() and Path(res["plot"]).parent == report.parent
+    text = report.read_text()
+    assert "ROC-AUC" in text and Path(res["plot"]).name in text
+
+
+def test_tfidf_baseline_beats_chance():
+    rows = synthetic_devign(120, seed=3)
+    base = tfidf_baseline(rows[:80], rows[80:100], rows[100:])
+    assert base["roc_auc"] > 0.9
+    assert base["accuracy"] > 0.7
+    assert str(base["C"]) in {str(c) for c in eval_defect.C_GRID}
+
+
+def test_defect_metrics_values():
+    probs = np.array([0.9, 0.8, 0.3, 0.1])
+    labels = np.array([1, 0, 1, 0])
+    m = defect_metrics(probs, labels, threshold=0.85)
+    assert m["accuracy"] == 0.5
+    assert m["roc_auc"] == 0.75
+    assert m["at_threshold"]["precision"] == 1.0 and m["at_threshold"]["recall"] == 0.5
+
+
+def test_missing_data_exits_2(tiny, tmp_path, capsys):
+    assert eval_defect.main(["--model", str(tiny), "--data", str(tmp_path / "nope")]) == 2
+    assert "lacks" in capsys.readouterr().err
