@@ -1,0 +1,108 @@
+"""Text <-> bytes <-> position bookkeeping.
+
+Positions handed out are (line, column) with LSP line breaks (\\n, \\r\\n, \\r) and columns in
+code points. tree-sitter works on UTF-8 bytes, and its points count rows by \\n only.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_right
+
+_NEWLINE = re.compile(r"\r\n|\r|\n")
+_NEWLINE_B = re.compile(rb"\r\n|\r|\n")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def encode(text: str) -> bytes:
+    """UTF-8 for tree-sitter. Lone surrogates become U+FFFD, which is also 3 bytes, so every code
+    point keeps the width `surrogatepass` would give it and splicing stays consistent."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", text).encode("utf-8")
+
+
+def ts_point(data: bytes, offset: int) -> tuple[int, int]:
+    """tree-sitter point (row by \\n, byte column) of a byte offset."""
+    row = data.count(b"\n", 0, offset)
+    return row, offset - (data.rfind(b"\n", 0, offset) + 1)
+
+
+def ts_point_after(start: tuple[int, int], inserted: bytes) -> tuple[int, int]:
+    """The point reached after inserting `inserted` at `start`."""
+    newlines = inserted.count(b"\n")
+    if newlines == 0:
+        return start[0], start[1] + len(inserted)
+    return start[0] + newlines, len(inserted) - inserted.rfind(b"\n") - 1
+
+
+class LineIndex:
+    """Line table of one immutable text and its encoded bytes."""
+
+    __slots__ = ("_ascii", "_byte_starts", "_char_starts", "_content_ends", "data", "text")
+
+    def __init__(self, text: str, data: bytes) -> None:
+        self.text = text
+        self.data = data
+        # Every code point encodes to at least one byte, so equal lengths means pure ASCII.
+        self._ascii = len(text) == len(data)
+        breaks = list(_NEWLINE.finditer(text))
+        self._char_starts = [0, *(m.end() for m in breaks)]
+        self._content_ends = [*(m.start() for m in breaks), len(text)]
+        if self._ascii:
+            self._byte_starts = self._char_starts
+        else:
+            # \r and \n never occur inside a multi-byte UTF-8 sequence: the breaks line up.
+            self._byte_starts = [0, *(m.end() for m in _NEWLINE_B.finditer(data))]
+
+    @property
+    def line_count(self) -> int:
+        return len(self._char_starts)
+
+    def line(self, line: int) -> str:
+        """Content of a line without its terminator ("" when out of range)."""
+        if not 0 <= line < len(self._char_starts):
+            return ""
+        return self.text[self._char_starts[line] : self._content_ends[line]]
+
+    def offset(self, line: int, col: int) -> int:
+        """Code-point offset of an LSP position, clamped the way LSP asks for."""
+        if line < 0:
+            return 0
+        if line >= len(self._char_starts):
+            return len(self.text)
+        start = self._char_starts[line]
+        return start + min(max(col, 0), self._content_ends[line] - start)
+
+    def position(self, offset: int) -> tuple[int, int]:
+        """(line, code-point column) of a code-point offset."""
+        offset = min(max(offset, 0), len(self.text))
+        line = bisect_right(self._char_starts, offset) - 1
+        start = self._char_starts[line]
+        # An offset between \r and \n belongs at the end of the line's content.
+        return line, min(offset, self._content_ends[line]) - start
+
+    def snap(self, offset: int) -> int:
+        """Move an offset that splits a \r\n pair to before the \r: LSP has no position there
+        (tree-sitter tokens such as `//...` comments can end there)."""
+        text = self.text
+        if 0 < offset < len(text) and text[offset] == "\n" and text[offset - 1] == "\r":
+            return offset - 1
+        return offset
+
+    def char_to_byte(self, offset: int) -> int:
+        if self._ascii:
+            return offset
+        line = bisect_right(self._char_starts, offset) - 1
+        start = self._char_starts[line]
+        return self._byte_starts[line] + len(encode(self.text[start:offset]))
+
+    def byte_to_char(self, offset: int) -> int:
+        if self._ascii:
+            return offset
+        line = bisect_right(self._byte_starts, offset) - 1
+        start = self._byte_starts[line]
+        # "ignore" drops a partial trailing sequence, i.e. rounds down to a code point boundary.
+        chunk = self.data[start:offset].decode("utf-8", "ignore")
+        return self._char_starts[line] + len(chunk)
