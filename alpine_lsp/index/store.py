@@ -1,0 +1,587 @@
+"""The similar-code index: function locations and unit embeddings in SQLite, searched in memory.
+
+Layout: `functions` holds one row per indexed function (where it is, what it hashes to);
+`vectors` holds one embedding per (model fingerprint, text hash). Keeping vectors apart from
+locations means a function that moves (cut from one file, pasted into another), is duplicated,
+or survives a restart is never embedded twice; unreferenced vectors expire after a week.
+
+Searching reads no SQL: the vectors of the queried fingerprint sit in one float32 matrix that a
+single vectorised product scores. Writes update that matrix in place (deleted rows become
+tombstones, new rows are appended), so an edit does not force re-reading the whole index.
+
+The database is a cache. Damage found at open or by any later statement is logged, the file is
+moved aside, and an empty index takes its place; if even that fails the index lives in memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+ORPHAN_TTL_S = 7 * 24 * 3600  # vectors no function refers to are kept this long (moves, undo)
+_CHUNK = 500  # bound parameters per IN (...) list; well under SQLite's limit
+_CORRUPT = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
+# SQLITE_BUSY, SQLITE_LOCKED, SQLITE_FULL: the file is probably fine (another process holds it,
+# the disk is full) and deleting it would not help.
+_KEEP = {5, 6, 13}
+
+_SCHEMA = (
+    """CREATE TABLE functions (
+        uri TEXT NOT NULL,
+        name TEXT NOT NULL,
+        start_line INTEGER NOT NULL,
+        start_col INTEGER NOT NULL,
+        end_line INTEGER NOT NULL,
+        end_col INTEGER NOT NULL,
+        name_start_line INTEGER NOT NULL,
+        name_start_col INTEGER NOT NULL,
+        name_end_line INTEGER NOT NULL,
+        name_end_col INTEGER NOT NULL,
+        language TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        fingerprint TEXT NOT NULL
+    )""",
+    "CREATE INDEX functions_uri ON functions(uri)",
+    "CREATE INDEX functions_key ON functions(fingerprint, hash)",
+    """CREATE TABLE vectors (
+        fingerprint TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        dim INTEGER NOT NULL,
+        embedding BLOB NOT NULL,
+        used REAL NOT NULL,
+        UNIQUE (fingerprint, hash)
+    )""",
+    # Lets the orphan sweep at open touch only stale rows, not every embedding page.
+    "CREATE INDEX vectors_used ON vectors(used)",
+)
+
+
+@dataclass(eq=False)
+class IndexEntry:
+    """One function to index. `embedding` need not be normalised; the store normalises it."""
+
+    uri: str
+    name: str
+    start_line: int
+    start_col: int
+    end_line: int
+    end_col: int
+    name_start_line: int
+    name_start_col: int
+    name_end_line: int
+    name_end_col: int
+    language: str
+    hash: str
+    fingerprint: str
+    embedding: np.ndarray
+
+
+@dataclass(frozen=True)
+class Match:
+    uri: str
+    name: str
+    start_line: int
+    start_col: int
+    end_line: int
+    end_col: int
+    score: float  # cosine similarity
+
+
+def _unit(vector: Iterable[float] | np.ndarray) -> np.ndarray:
+    """A float32 unit vector (all zeros when the input has no direction or is not finite)."""
+    v = np.asarray(vector, dtype=np.float32)
+    if v.ndim != 1 or v.shape[0] == 0:
+        raise ValueError(f"an embedding must be a non-empty 1-D vector, got shape {v.shape}")
+    norm = float(np.linalg.norm(v))
+    if not np.isfinite(norm) or norm == 0.0:
+        return np.zeros_like(v)
+    return v / np.float32(norm)
+
+
+def _code(e: sqlite3.Error) -> int | None:
+    code = getattr(e, "sqlite_errorcode", None)
+    return None if code is None else code & 0xFF  # primary code; extended codes add high bits
+
+
+def _is_corrupt(e: sqlite3.Error) -> bool:
+    code = _code(e)
+    if code is None:
+        # Only our own "bad blob" error is a plain DatabaseError without a code. Subclasses
+        # without one (ProgrammingError: a closed connection, wrong bindings) are bugs, and a
+        # bug must not wipe the index on every call.
+        return type(e) is sqlite3.DatabaseError
+    return code in _CORRUPT
+
+
+class _Matrix:
+    """The unit vectors of one fingerprint and dimension, one column per function.
+
+    Stored as a C-contiguous (dim, capacity) array, so that scoring streams `dim` long contiguous
+    rows (axpy-style) instead of computing `capacity` short dot products: about twice as fast.
+    """
+
+    def __init__(self, fingerprint: str, dim: int, capacity: int) -> None:
+        self.fingerprint = fingerprint
+        self.dim = dim
+        self.columns = np.zeros((dim, capacity), dtype=np.float32)
+        self.alive = np.zeros(capacity, dtype=bool)
+        # column -> (uri, name, start_line, start_col, end_line, end_col); None once deleted
+        self.rows: list[tuple[str, str, int, int, int, int] | None] = []
+        self.by_uri: dict[str, list[int]] = {}
+        self.dead = 0
+
+    def _reserve(self, extra: int) -> None:
+        n, cap = len(self.rows), self.columns.shape[1]
+        if n + extra <= cap:
+            return
+        # Grow by half, not by exact need: each growth copies the whole matrix.
+        cap = max(n + extra, cap + cap // 2 + 1024)
+        columns = np.zeros((self.dim, cap), dtype=np.float32)
+        columns[:, :n] = self.columns[:, :n]
+        alive = np.zeros(cap, dtype=bool)
+        alive[:n] = self.alive[:n]
+        self.columns, self.alive = columns, alive
+
+    def append(self, rows: list[tuple[str, str, int, int, int, int]], vectors: np.ndarray) -> None:
+        """Add functions; `vectors` is (len(rows), dim)."""
+        self._reserve(len(rows))
+        n = len(self.rows)
+        self.columns[:, n : n + len(rows)] = vectors.T
+        self.alive[n : n + len(rows)] = True
+        self.rows.extend(rows)
+        for i, row in enumerate(rows, start=n):
+            self.by_uri.setdefault(row[0], []).append(i)
+
+    def remove(self, uri: str) -> None:
+        idx = self.by_uri.pop(uri, None)
+        if not idx:
+            return
+        self.alive[idx] = False
+        for i in idx:
+            self.rows[i] = None
+        self.dead += len(idx)
+        live = len(self.rows) - self.dead
+        if self.dead > 1024 and self.dead * 4 > live:  # dead columns still cost matmul time
+            self._compact()
+
+    def _compact(self) -> None:
+        n = len(self.rows)
+        keep = np.flatnonzero(self.alive[:n])
+        m = len(keep)
+        self.columns[:, :m] = self.columns[:, keep]  # fancy indexing copies first: overlap is safe
+        self.alive[:m] = True
+        self.alive[m:n] = False
+        self.rows = [self.rows[i] for i in keep]
+        self.by_uri = {}
+        for i, row in enumerate(self.rows):
+            assert row is not None
+            self.by_uri.setdefault(row[0], []).append(i)
+        self.dead = 0
+
+    def search(
+        self, v: np.ndarray, k: int, exclude: tuple[str, int] | None, min_score: float
+    ) -> list[Match]:
+        n = len(self.rows)
+        if n == 0 or k <= 0:
+            return []
+        # One pass over the matrix. einsum, not `v @ m`: numpy's own single-threaded SIMD loop.
+        # OpenBLAS would split the product across threads, and on a busy 2-core machine (the
+        # model scoring beside us) waiting for the second thread cost 4-12 ms per query even at
+        # 10k functions; alone, einsum is within ~20% of single-threaded BLAS.
+        scores = np.einsum("i,ij->j", v, self.columns[:, :n])
+        if self.dead:
+            scores[~self.alive[:n]] = -np.inf
+        if exclude is not None:
+            uri, line = exclude
+            for i in self.by_uri.get(uri, ()):
+                row = self.rows[i]
+                if row is not None and row[2] == line:
+                    scores[i] = -np.inf
+        if k < n:
+            top = np.argpartition(scores, n - k)[n - k :]
+            top = top[np.argsort(-scores[top], kind="stable")]
+        else:
+            top = np.argsort(-scores, kind="stable")
+        out = []
+        for i in top:
+            s = float(scores[i])
+            if not s >= min_score or s == -np.inf:  # `not >=` also drops NaN
+                break
+            row = self.rows[i]
+            assert row is not None
+            out.append(Match(*row, score=min(s, 1.0)))
+        return out
+
+
+class IndexStore:
+    """Thread-safe store of indexed functions; see the module docstring for the design."""
+
+    def __init__(self, db_path: str | os.PathLike) -> None:
+        self.db_path = Path(db_path)
+        self.in_memory = False  # True when the file could not be used at all
+        self._lock = threading.RLock()
+        self._db: sqlite3.Connection | None = None
+        self._matrix: _Matrix | None = None
+        self._data_version: int | None = None
+        self._open()
+
+    # -- opening, damage and recovery -------------------------------------------------------
+    def _open(self) -> None:
+        self.in_memory = False
+        try:
+            self._db = self._connect(self.db_path)
+            return
+        except (sqlite3.Error, OSError) as e:
+            if isinstance(e, sqlite3.Error) and _code(e) in _KEEP:
+                log.warning("index database %s unavailable (%s); in memory", self.db_path, e)
+                self._db = self._connect(None)
+                self.in_memory = True
+                return
+            log.warning("index database %s is unreadable (%s); rebuilding it", self.db_path, e)
+        self._discard()
+        try:
+            self._db = self._connect(self.db_path)
+        except (sqlite3.Error, OSError) as e:
+            log.error("index database %s unusable (%s); indexing in memory", self.db_path, e)
+            self._db = self._connect(None)
+            self.in_memory = True
+
+    @staticmethod
+    def _connect(path: Path | None) -> sqlite3.Connection:
+        if path is None:
+            db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+        else:
+            if not path.parent.is_dir():
+                path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            # Created private before SQLite writes anything; its -wal and -shm files inherit
+            # the database file's mode.
+            fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+            try:
+                if os.fstat(fd).st_mode & 0o077:
+                    os.fchmod(fd, 0o600)
+            finally:
+                os.close(fd)
+            # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
+            db = sqlite3.connect(
+                str(path), check_same_thread=False, timeout=5, isolation_level=None
+            )
+        try:
+            db.execute("PRAGMA journal_mode=WAL")  # the first read: garbage fails right here
+            db.execute("PRAGMA synchronous=NORMAL")  # a lost last commit only costs re-embedding
+            IndexStore._ensure_schema(db)
+            with _transaction(db):
+                db.execute(
+                    "DELETE FROM vectors WHERE used < ? AND NOT EXISTS (SELECT 1 FROM functions f "
+                    "WHERE f.fingerprint = vectors.fingerprint AND f.hash = vectors.hash)",
+                    (time.time() - ORPHAN_TTL_S,),
+                )
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    @staticmethod
+    def _ensure_schema(db: sqlite3.Connection) -> None:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        tables = [
+            r[0]
+            for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            if not r[0].startswith("sqlite_")
+        ]
+        if version == SCHEMA_VERSION and {"functions", "vectors"} <= set(tables):
+            return
+        if version or tables:
+            log.info("index schema %s is not %s; rebuilding the index", version, SCHEMA_VERSION)
+        with _transaction(db):
+            for t in tables:
+                db.execute('DROP TABLE "{}"'.format(t.replace('"', '""')))
+            for stmt in _SCHEMA:
+                db.execute(stmt)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _discard(self) -> None:
+        """Close and move the damaged file aside (one `.corrupt` copy is kept for a post-mortem)."""
+        if self._db is not None:
+            try:
+                self._db.close()
+            except sqlite3.Error:
+                pass
+            self._db = None
+        self._matrix = None
+        self._data_version = None
+        for suffix in ("-wal", "-shm", ""):
+            p = Path(f"{self.db_path}{suffix}")
+            try:
+                if suffix:
+                    p.unlink(missing_ok=True)
+                elif p.exists():
+                    p.replace(p.with_name(p.name + ".corrupt"))
+            except OSError as e:
+                log.warning("could not move %s aside: %s", p, e)
+                try:
+                    p.unlink(missing_ok=True)
+                except OSError:
+                    pass
+
+    def _run(self, op: Callable[[sqlite3.Connection], T], default: T) -> T:
+        """Run `op` under the lock; on damage rebuild the database and try once more."""
+        with self._lock:
+            for attempt in (0, 1):
+                if self._db is None:  # closed
+                    return default
+                db = self._db
+                try:
+                    return op(db)
+                except sqlite3.Error as e:
+                    if not _is_corrupt(e):
+                        raise
+                    if attempt:
+                        log.error("index database %s still failing (%s)", self.db_path, e)
+                        return default
+                    log.warning("index database %s is damaged (%s); rebuilding", self.db_path, e)
+                    self._discard()
+                    self._open()
+            return default
+
+    # -- writes -----------------------------------------------------------------------------
+    def replace_file(self, uri: str, entries: list[IndexEntry]) -> None:
+        """Make `entries` the only functions indexed for `uri`, atomically.
+
+        `uri` decides where rows go; the entries' own `uri` field is not consulted.
+        """
+        units = [_unit(e.embedding) for e in entries]  # validate before touching the database
+        now = time.time()
+        vector_rows = {
+            (e.fingerprint, e.hash): (e.fingerprint, e.hash, u.shape[0], u.tobytes(), now)
+            for e, u in zip(entries, units, strict=True)
+        }
+        function_rows = [
+            (
+                uri,
+                e.name,
+                e.start_line,
+                e.start_col,
+                e.end_line,
+                e.end_col,
+                e.name_start_line,
+                e.name_start_col,
+                e.name_end_line,
+                e.name_end_col,
+                e.language,
+                e.hash,
+                e.fingerprint,
+            )
+            for e in entries
+        ]
+
+        def op(db: sqlite3.Connection) -> None:
+            with _transaction(db):
+                db.execute("DELETE FROM functions WHERE uri = ?", (uri,))
+                db.executemany(
+                    "INSERT INTO vectors (fingerprint, hash, dim, embedding, used) "
+                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (fingerprint, hash) DO UPDATE SET "
+                    "dim = excluded.dim, embedding = excluded.embedding, used = excluded.used",
+                    list(vector_rows.values()),
+                )
+                db.executemany(
+                    f"INSERT INTO functions VALUES ({', '.join('?' * 13)})", function_rows
+                )
+            m = self._matrix
+            if m is not None:
+                m.remove(uri)
+                mine = [
+                    i
+                    for i, e in enumerate(entries)
+                    if e.fingerprint == m.fingerprint and units[i].shape[0] == m.dim
+                ]
+                if mine:
+                    m.append(
+                        [
+                            (uri, entries[i].name, entries[i].start_line, entries[i].start_col,
+                             entries[i].end_line, entries[i].end_col)
+                            for i in mine
+                        ],
+                        np.stack([units[i] for i in mine]),
+                    )
+
+        self._run(op, None)
+
+    def remove_file(self, uri: str) -> None:
+        def op(db: sqlite3.Connection) -> None:
+            with _transaction(db):
+                db.execute("DELETE FROM functions WHERE uri = ?", (uri,))
+            if self._matrix is not None:
+                self._matrix.remove(uri)
+
+        self._run(op, None)
+
+    def clear(self) -> None:
+        def op(db: sqlite3.Connection) -> None:
+            with _transaction(db):
+                db.execute("DELETE FROM functions")
+                db.execute("DELETE FROM vectors")
+            self._matrix = None
+
+        self._run(op, None)
+
+    # -- reads ------------------------------------------------------------------------------
+    def files(self, fingerprint: str | None = None) -> dict[str, set[str]]:
+        """Every indexed uri with the text hashes of its functions.
+
+        With `fingerprint`, hashes indexed under another model are left out (a file indexed only
+        by an older model maps to an empty set), so a caller comparing hashes re-indexes it.
+        """
+
+        def op(db: sqlite3.Connection) -> dict[str, set[str]]:
+            out: dict[str, set[str]] = {}
+            for uri, h, fp in db.execute("SELECT uri, hash, fingerprint FROM functions"):
+                hashes = out.setdefault(uri, set())
+                if fingerprint is None or fp == fingerprint:
+                    hashes.add(h)
+            return out
+
+        return self._run(op, {})
+
+    def count(self, fingerprint: str | None = None) -> int:
+        def op(db: sqlite3.Connection) -> int:
+            if fingerprint is None:
+                return db.execute("SELECT count(*) FROM functions").fetchone()[0]
+            sql = "SELECT count(*) FROM functions WHERE fingerprint = ?"
+            return db.execute(sql, (fingerprint,)).fetchone()[0]
+
+        return self._run(op, 0)
+
+    def cached_embeddings(self, fingerprint: str, hashes: Iterable[str]) -> dict[str, np.ndarray]:
+        """Stored unit embeddings for those hashes under this model: what need not be embedded."""
+        wanted = list(dict.fromkeys(hashes))
+
+        def op(db: sqlite3.Connection) -> dict[str, np.ndarray]:
+            found: dict[str, np.ndarray] = {}
+            for i in range(0, len(wanted), _CHUNK):
+                part = wanted[i : i + _CHUNK]
+                rows = db.execute(
+                    "SELECT hash, dim, embedding FROM vectors WHERE fingerprint = ? "
+                    f"AND hash IN ({', '.join('?' * len(part))})",
+                    (fingerprint, *part),
+                )
+                for h, dim, blob in rows:
+                    if len(blob) != 4 * dim:
+                        raise sqlite3.DatabaseError(f"embedding of {h} has {len(blob)} bytes")
+                    found[h] = np.frombuffer(blob, dtype=np.float32).copy()
+            return found
+
+        return self._run(op, {})
+
+    def query(
+        self,
+        vector: np.ndarray,
+        k: int,
+        fingerprint: str,
+        exclude: tuple[str, int] | None = None,
+        min_score: float = 0.0,
+    ) -> list[Match]:
+        """The k most similar functions under this model, best first, cosine >= min_score.
+
+        `exclude` = (uri, start_line) leaves out the function being asked about.
+        """
+        v = _unit(vector)
+        if not v.any():
+            return []
+
+        def op(db: sqlite3.Connection) -> list[Match]:
+            version = db.execute("PRAGMA data_version").fetchone()[0]
+            if version != self._data_version:  # another process wrote: our matrix is stale
+                self._matrix = None
+                self._data_version = version
+            m = self._matrix
+            if m is None or m.fingerprint != fingerprint or m.dim != v.shape[0]:
+                m = self._matrix = self._load_matrix(db, fingerprint, v.shape[0])
+            return m.search(v, k, exclude, min_score)
+
+        return self._run(op, [])
+
+    def preload(self, fingerprint: str, dim: int) -> int:
+        """Load the search matrix now (a worker thread can pay this instead of the first query).
+
+        Returns how many functions it holds.
+        """
+
+        def op(db: sqlite3.Connection) -> int:
+            m = self._matrix
+            if m is None or m.fingerprint != fingerprint or m.dim != dim:
+                self._data_version = db.execute("PRAGMA data_version").fetchone()[0]
+                m = self._matrix = self._load_matrix(db, fingerprint, dim)
+            return len(m.rows) - m.dead
+
+        return self._run(op, 0)
+
+    def _load_matrix(self, db: sqlite3.Connection, fingerprint: str, dim: int) -> _Matrix:
+        select = (
+            "FROM functions f JOIN vectors v ON v.fingerprint = f.fingerprint AND v.hash = f.hash "
+            "WHERE f.fingerprint = ? AND v.dim = ?"
+        )
+        with _transaction(db, "BEGIN"):  # one snapshot for the count and the rows
+            n = db.execute(f"SELECT count(*) {select}", (fingerprint, dim)).fetchone()[0]
+            m = _Matrix(fingerprint, dim, n + max(1024, n // 4))  # headroom for edits
+            cur = db.execute(
+                "SELECT f.uri, f.name, f.start_line, f.start_col, f.end_line, f.end_col, "
+                f"v.embedding {select}",
+                (fingerprint, dim),
+            )
+            while rows := cur.fetchmany(4096):
+                blob = b"".join(r[6] for r in rows)
+                if len(blob) != 4 * dim * len(rows):
+                    raise sqlite3.DatabaseError("an embedding blob has the wrong size")
+                m.append([r[:6] for r in rows], np.frombuffer(blob, np.float32).reshape(-1, dim))
+        return m
+
+    # -- lifetime ---------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the database; later calls do nothing and find nothing."""
+        with self._lock:
+            if self._db is not None:
+                try:
+                    self._db.close()
+                except sqlite3.Error as e:
+                    log.warning("closing index database: %s", e)
+                self._db = None
+            self._matrix = None
+
+    def __enter__(self) -> IndexStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _transaction:
+    """BEGIN ... COMMIT, or ROLLBACK when the block raises (the connection is in autocommit)."""
+
+    def __init__(self, db: sqlite3.Connection, begin: str = "BEGIN IMMEDIATE") -> None:
+        self.db, self.begin = db, begin
+
+    def __enter__(self) -> None:
+        self.db.execute(self.begin)
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is None:
+            self.db.execute("COMMIT")
+        elif self.db.in_transaction:
+            try:
+                self.db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass

@@ -1,0 +1,162 @@
+"""Which files of a workspace get indexed: source files git would track, small and textual.
+
+Reads directories and ignore files only: no `git` is run, nothing in the workspace is executed,
+and symbolic links are never followed (a link inside the root reaches a file the walk visits
+anyway; one that leaves the root must not be read).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+from pathspec import GitIgnoreSpec
+
+log = logging.getLogger(__name__)
+
+# Skipped wherever they occur, ignored or not: tool output and VCS internals, never source.
+SKIP_DIRS = frozenset({".git", ".hg", ".svn", "node_modules", ".venv", "__pycache__"})
+BINARY_PROBE = 8192  # a NUL byte in this many leading bytes marks a binary file
+
+# Used only while alpine_lsp.parsing cannot be imported; the same extensions as its map.
+_EXTENSIONS: dict[str, str] = {
+    ".c": "c",
+    ".h": "c",
+    ".cc": "cpp",
+    ".cpp": "cpp",
+    ".cxx": "cpp",
+    ".hpp": "cpp",
+    ".hh": "cpp",
+    ".java": "java",
+    ".py": "python",
+    ".js": "javascript",
+    ".mjs": "javascript",
+    ".cjs": "javascript",
+    ".jsx": "javascript",
+    ".ts": "typescript",
+    ".tsx": "tsx",
+    ".go": "go",
+    ".rs": "rust",
+}
+
+
+def _local_language_for(name: str) -> str | None:
+    dot = name.rfind(".")
+    return _EXTENSIONS.get(name[dot:].lower()) if dot > 0 else None
+
+
+def _language_lookup() -> Callable[[str], str | None]:
+    # Imported when first needed so that the store never pulls in tree-sitter.
+    try:
+        from ..parsing import language_for
+    except ImportError:
+        return _local_language_for
+    return language_for
+
+
+def _load_spec(path: Path) -> GitIgnoreSpec | None:
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as e:
+        log.debug("cannot read %s: %s", path, e)
+        return None
+    try:
+        return GitIgnoreSpec.from_lines(lines)
+    except Exception:  # one bad line must not void the file: keep the lines that compile
+        good = []
+        for line in lines:
+            try:
+                GitIgnoreSpec.from_lines([line])
+                good.append(line)
+            except Exception:
+                log.debug("%s: skipping bad pattern %r", path, line)
+        return GitIgnoreSpec.from_lines(good)
+
+
+Specs = tuple[tuple[str, GitIgnoreSpec], ...]  # (directory relative to root + "/", its spec)
+
+
+def _ignored(specs: Specs, rel: str) -> bool:
+    """git's verdict for `rel` (a directory ends in "/"): the deepest matching file decides."""
+    verdict = False
+    for base, spec in specs:
+        result = spec.check_file(rel[len(base) :]).include
+        if result is not None:
+            verdict = result
+    return verdict
+
+
+def _is_binary(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return b"\0" in f.read(BINARY_PROBE)
+    except OSError:
+        return True  # unreadable: treat like binary, i.e. skip
+
+
+def iter_source_files(
+    root: str | os.PathLike,
+    max_file_size: int = 2_000_000,
+    languages: Iterable[str] | None = None,
+) -> Iterator[Path]:
+    """Indexable files under `root`, depth first in name order.
+
+    Honours `.gitignore` in the root and in subdirectories (plus `.git/info/exclude`), skips
+    SKIP_DIRS, files over `max_file_size` bytes, binary files, files of no known language and,
+    when `languages` is given, files of other languages.
+    """
+    top = Path(root).expanduser().resolve()
+    if not top.is_dir():
+        return
+    language_for = _language_lookup()
+    wanted = None if languages is None else {lang.lower() for lang in languages}
+
+    root_specs: Specs = ()
+    exclude = top / ".git" / "info" / "exclude"
+    if exclude.is_file() and not exclude.is_symlink():
+        spec = _load_spec(exclude)
+        if spec is not None:
+            root_specs = (("", spec),)
+
+    stack: list[tuple[str, str, Specs]] = [(str(top), "", root_specs)]
+    while stack:
+        directory, rel, specs = stack.pop()
+        ignore_file = Path(directory, ".gitignore")
+        if ignore_file.is_file() and not ignore_file.is_symlink():
+            spec = _load_spec(ignore_file)
+            if spec is not None:
+                specs = (*specs, (rel, spec))
+        try:
+            with os.scandir(directory) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as e:
+            log.debug("cannot list %s: %s", directory, e)
+            continue
+        subdirs = []
+        for entry in entries:
+            try:
+                if entry.is_symlink():
+                    continue
+                child = rel + entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    if entry.name not in SKIP_DIRS and not _ignored(specs, child + "/"):
+                        subdirs.append((entry.path, child + "/", specs))
+                    continue
+                if not entry.is_file(follow_symlinks=False):
+                    continue  # sockets, fifos, devices
+                language = language_for(entry.name)
+                if language is None or (wanted is not None and language not in wanted):
+                    continue
+                if _ignored(specs, child):
+                    continue
+                if entry.stat(follow_symlinks=False).st_size > max_file_size:
+                    continue
+                if _is_binary(entry.path):
+                    continue
+            except OSError as e:  # vanished or unreadable while we looked
+                log.debug("skipping %s: %s", entry.path, e)
+                continue
+            yield Path(entry.path)
+        stack.extend(reversed(subdirs))  # popped in name order
