@@ -3,7 +3,7 @@
 __version__ = "0.1.0"
 
 
-def load_model(path=None, **kwargs):  # noqa: ANN001, ANN201 - thin lazy re-export
+def load_model(path=None, **kwargs):
     """Load the bundled model, or the model directory at `path`. See alpine_lsp.model.load_model."""
     from .model import load_model as _load
 

@@ -82,7 +82,7 @@ async def stop(client: LanguageClient) -> int | None:
 
 
 async def stats(client: LanguageClient) -> dict:
-    return await client.protocol.send_request_async("alpine/stats", None)
+    return plain(await client.protocol.send_request_async("alpine/stats", None))
 
 
 async def wait_for(predicate, timeout: float = 60.0, interval: float = 0.05):
@@ -140,3 +140,12 @@ def change(
             ],
         )
     )
+
+
+def plain(value):
+    """pygls hands untyped results back as named tuples; turn them into dicts and lists."""
+    if hasattr(value, "_asdict"):
+        return {k: plain(v) for k, v in value._asdict().items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value

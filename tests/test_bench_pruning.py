@@ -23,12 +23,21 @@ def test_bench_json_on_tiny_model(tiny, tmp_path, capsys):
     src.mkdir()
     (src / "a.c").write_text(pruning.BUILTIN_C[3])
     (src / "b.c").write_text(pruning.BUILTIN_C[4])
-    rc = pruning.main(["--model", str(tiny), "--data", str(src), "--n", "4", "--json",
-                       "--threads", "1"])
+    rc = pruning.main(
+        ["--model", str(tiny), "--data", str(src), "--n", "4", "--json", "--threads", "1"]
+    )
     assert rc == 0
     res = json.loads(capsys.readouterr().out)
-    for key in ("speedup_batch1", "speedup_batch16", "flops_ratio", "tokens_per_layer",
-                "latency_ms", "batch16", "flops_per_function", "source"):
+    for key in (
+        "speedup_batch1",
+        "speedup_batch16",
+        "flops_ratio",
+        "tokens_per_layer",
+        "latency_ms",
+        "batch16",
+        "flops_per_function",
+        "source",
+    ):
         assert key in res, key
     assert "2 C file(s)" in res["source"]
     tl = res["tokens_per_layer"]

@@ -20,10 +20,10 @@ from alpine_lsp.train.eval_clone import balanced_indices, pair_metrics, tfidf_ba
 FAMILIES = [
     "int total = 0; for (int i = 0; i < xs.length; i++) total += xs[i]; return total;",
     "BufferedReader r = new BufferedReader(new FileReader(path)); return r.readLine();",
-    "MessageDigest md = MessageDigest.getInstance(\"MD5\"); md.update(bytes); return md.digest();",
+    'MessageDigest md = MessageDigest.getInstance("MD5"); md.update(bytes); return md.digest();',
     "Socket s = new Socket(host, port); OutputStream out = s.getOutputStream(); out.flush();",
     "Collections.sort(items, comparator); return items.subList(0, Math.min(k, items.size()));",
-    "String json = mapper.writeValueAsString(obj); response.setContentType(\"json\");",
+    'String json = mapper.writeValueAsString(obj); response.setContentType("json");',
 ]
 
 
@@ -48,8 +48,11 @@ def synthetic_bcb(d: Path, per_family: int = 6, seed: int = 0) -> Path:
         for fid, code in funcs.items():
             f.write(json.dumps({"id": int(fid), "code": code}) + "\n")
     n = len(pairs)
-    parts = {"train": pairs[: n // 2], "valid": pairs[n // 2 : 3 * n // 4],
-             "test": pairs[3 * n // 4 :]}
+    parts = {
+        "train": pairs[: n // 2],
+        "valid": pairs[n // 2 : 3 * n // 4],
+        "test": pairs[3 * n // 4 :],
+    }
     for name, rows in parts.items():
         with gzip.open(d / f"pairs_{name}.tsv.gz", "wt", encoding="utf-8") as f:
             f.write("id1\tid2\tlabel\tclone_type\n")
@@ -66,14 +69,36 @@ def tiny(tmp_path_factory) -> Path:
 def test_clone_json(tiny, tmp_path, capsys):
     data = synthetic_bcb(tmp_path / "bcb")
     report = tmp_path / "clone.md"
-    rc = eval_clone.main([
-        "--model", str(tiny), "--data", str(data), "--json", "--limit", "40",
-        "--latency-n", "3", "--threads", "1", "--report", str(report),
-    ])
+    rc = eval_clone.main(
+        [
+            "--model",
+            str(tiny),
+            "--data",
+            str(data),
+            "--json",
+            "--limit",
+            "40",
+            "--latency-n",
+            "3",
+            "--threads",
+            "1",
+            "--report",
+            str(report),
+        ]
+    )
     assert rc == 0
     res = json.loads(capsys.readouterr().out)
-    for key in ("pruned", "none", "baseline", "flops_ratio", "speedup_batch1", "note",
-                "positive_share", "n", "memory_source"):
+    for key in (
+        "pruned",
+        "none",
+        "baseline",
+        "flops_ratio",
+        "speedup_batch1",
+        "note",
+        "positive_share",
+        "n",
+        "memory_source",
+    ):
         assert key in res, key
     assert "78%" in res["note"]
     assert res["n"]["test_pairs"] == 40 and res["n"]["valid_pairs"] == 40

@@ -54,20 +54,51 @@ def tiny(tmp_path_factory) -> Path:
 def test_defect_json(tiny, tmp_path, capsys):
     data = write_devign(tmp_path / "devign", synthetic_devign(64))
     report = tmp_path / "out" / "defect.md"
-    rc = eval_defect.main([
-        "--model", str(tiny), "--data", str(data), "--json", "--latency-n", "3",
-        "--threads", "1", "--report", str(report), "--compare-truncation",
-    ])
+    rc = eval_defect.main(
+        [
+            "--model",
+            str(tiny),
+            "--data",
+            str(data),
+            "--json",
+            "--latency-n",
+            "3",
+            "--threads",
+            "1",
+            "--report",
+            str(report),
+            "--compare-truncation",
+        ]
+    )
     assert rc == 0
     res = json.loads(capsys.readouterr().out)
-    for key in ("pruned", "none", "baseline", "flops_ratio", "speedup_batch1", "memory_source",
-                "truncation", "n", "plot", "report"):
+    for key in (
+        "pruned",
+        "none",
+        "baseline",
+        "flops_ratio",
+        "speedup_batch1",
+        "memory_source",
+        "truncation",
+        "n",
+        "plot",
+        "report",
+    ):
         assert key in res, key
     assert res["n"]["test"] == 16
     for name in ("pruned", "none"):
         m = res[name]
-        for key in ("accuracy", "f1", "roc_auc", "precision_top10", "at_threshold",
-                    "tokens_per_layer", "flops_mean", "latency_ms", "peak_rss_mb"):
+        for key in (
+            "accuracy",
+            "f1",
+            "roc_auc",
+            "precision_top10",
+            "at_threshold",
+            "tokens_per_layer",
+            "flops_mean",
+            "latency_ms",
+            "peak_rss_mb",
+        ):
             assert key in m, (name, key)
         assert 0.0 <= m["roc_auc"] <= 1.0
         assert 0.0 <= m["accuracy"] <= 1.0

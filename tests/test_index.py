@@ -320,8 +320,10 @@ def test_query_over_100k_functions_matches_brute_force(tmp_path: Path) -> None:
             uri = f"file:///{f}.c"
             s.replace_file(
                 uri,
-                [entry(uri, f"fn{i}", i, vecs[f * per_file + i], h=str(f * per_file + i))
-                 for i in range(per_file)],
+                [
+                    entry(uri, f"fn{i}", i, vecs[f * per_file + i], h=str(f * per_file + i))
+                    for i in range(per_file)
+                ],
             )
         assert s.count() == n
 

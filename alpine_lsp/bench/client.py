@@ -64,7 +64,7 @@ class BenchClient:
         self.client.initialized(types.InitializedParams())
 
     async def stats(self) -> dict:
-        return await self.client.protocol.send_request_async("alpine/stats", None)
+        return plain(await self.client.protocol.send_request_async("alpine/stats", None))
 
     async def wait_model(self, timeout: float = 120) -> dict:
         end = time.perf_counter() + timeout
@@ -163,3 +163,12 @@ def rss_mb(pid: int) -> float | None:
     except OSError:
         return None
     return None
+
+
+def plain(value):
+    """pygls hands untyped results back as named tuples; turn them into dicts and lists."""
+    if hasattr(value, "_asdict"):
+        return {k: plain(v) for k, v in value._asdict().items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value

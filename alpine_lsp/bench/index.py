@@ -174,8 +174,22 @@ def bench_query(size: int, dim: int, n_queries: int, tmp: Path) -> dict:
             store.replace_file(
                 uri,
                 [
-                    IndexEntry(uri, f"fn{i}", 10 * i, 0, 10 * i + 8, 1, 10 * i, 4, 10 * i, 7,
-                               "c", f"{start + i:x}", fingerprint, vecs[i])
+                    IndexEntry(
+                        uri,
+                        f"fn{i}",
+                        10 * i,
+                        0,
+                        10 * i + 8,
+                        1,
+                        10 * i,
+                        4,
+                        10 * i,
+                        7,
+                        "c",
+                        f"{start + i:x}",
+                        fingerprint,
+                        vecs[i],
+                    )
                     for i in range(m)
                 ],
             )
@@ -203,8 +217,11 @@ def bench_query(size: int, dim: int, n_queries: int, tmp: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="alpine-lsp bench index", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="alpine-lsp bench index",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("path", nargs="?", help="folder to index (default: the bundled examples)")
     ap.add_argument("--model", help="model directory (default: bundled, else a tiny model)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")

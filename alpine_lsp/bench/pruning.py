@@ -185,8 +185,12 @@ def run(model, codes: list[str], pruned: PruningConfig, language: str = "c") -> 
         "model": model.info(),
         "layers": enc.num_hidden_layers,
         "pruning": pruned.to_dict(),
-        "inputs": {"n": len(codes), "mean_input_tokens": lengths["none"][0],
-                   "truncated_share": truncated, "max_tokens": model.max_tokens},
+        "inputs": {
+            "n": len(codes),
+            "mean_input_tokens": lengths["none"][0],
+            "truncated_share": truncated,
+            "max_tokens": model.max_tokens,
+        },
         "tokens_per_layer": lengths,
         "flops_per_function": flops,
         "flops_ratio": ratio(flops["none"], flops["pruned"]),
@@ -256,8 +260,10 @@ def main(argv: list[str] | None = None) -> int:
     pruned = model.pruning
     if pruned.layers == "none":
         pruned = PruningConfig()
-        notes.append("the model's alpine.json switches pruning off; benchmarked the default "
-                     f"ALPINE setting {pruned.to_dict()} instead")
+        notes.append(
+            "the model's alpine.json switches pruning off; benchmarked the default "
+            f"ALPINE setting {pruned.to_dict()} instead"
+        )
     res = run(model, codes, pruned)
     res = {"source": source, "threads": torch.get_num_threads(), **res, "notes": notes}
     if args.json:

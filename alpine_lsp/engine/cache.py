@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..model.api import FunctionScore
+from ..model.score import FunctionScore
 
 log = logging.getLogger(__name__)
 SCHEMA = 1

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..index import IndexEntry, IndexStore, Match, index_db_path, iter_source_files
 from ..index.paths import cache_dir
-from ..model.api import FunctionScore
+from ..model.score import FunctionScore
 from ..parsing import Function, ParsedDocument, extract_functions, file_ignored, language_for
 from .cache import ScoreCache
 from .models import ModelHolder
@@ -82,8 +82,15 @@ class Scorer:
         self.holder = holder
         self.cache = cache
         self.stats = stats
+        # One caller at a time: a second caller then finds the first one's results cached
+        # instead of scoring the same functions again.
+        self._lock = threading.Lock()
 
     def score(self, functions: list[Function], language: str) -> list[FunctionScore] | None:
+        with self._lock:
+            return self._score(functions, language)
+
+    def _score(self, functions: list[Function], language: str) -> list[FunctionScore] | None:
         model = self.holder.model
         if model is None:
             return None
@@ -364,10 +371,12 @@ class Engine:
         assert self.root is not None and self.index is not None
         if not self.holder.ready.wait(timeout=600) or self.holder.model is None:
             return
+        model = self.holder.model
         files = list(
             iter_source_files(self.root, self.settings.max_file_size, self.settings.languages)
         )
-        known = self.index.files()
+        known = self.index.files(model.fingerprint)
+        self.index.preload(model.fingerprint, model.embedding_dim)
         seen = set()
         n = 0
         for i, path in enumerate(files):
@@ -413,7 +422,12 @@ class Engine:
         if known_hashes is not None and {f.hash for f in functions} == known_hashes:
             return 0
         before = self.stats.counters["functions_scored"]
-        scores = self.scorer.score(functions, language) or []
+        scores: list[FunctionScore] = []
+        # Small chunks, so an edit's analysis never waits long behind background indexing.
+        for i in range(0, len(functions), 16):
+            scores += self.scorer.score(functions[i : i + 16], language) or []
+        if len(scores) != len(functions):
+            return 0
         self.index.replace_file(
             uri,
             [

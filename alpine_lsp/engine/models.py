@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..model import AlpineModel, ModelLoadError, load_model
+from ..model.score import ModelLoadError
 from .settings import Settings
 
+if TYPE_CHECKING:
+    from ..model.api import AlpineModel
+
 log = logging.getLogger(__name__)
+
+
+def default_threads() -> int:
+    """Half the cores, at most 4. The server shares the machine with the editor and the build;
+    torch with every core busy elsewhere slows down many-fold (measured 15x on 2 cores)."""
+    return max(1, min(4, (os.cpu_count() or 2) // 2))
 
 
 class ModelHolder:
@@ -56,6 +67,8 @@ class ModelHolder:
     def _load(self, settings: Settings, gen: int, on_done: Callable[[ModelHolder], None]) -> None:
         t0 = time.perf_counter()
         model, error = None, None
+        from ..model.api import load_model  # torch loads here, off the event loop
+
         try:
             path = settings.model
             if path is not None:
@@ -67,7 +80,7 @@ class ModelHolder:
                 path,
                 device=settings.device,
                 pruning=settings.pruning,
-                threads=settings.threads,
+                threads=settings.threads or default_threads(),
                 max_tokens=settings.max_tokens,
             )
         except ModelLoadError as e:

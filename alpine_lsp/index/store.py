@@ -411,8 +411,14 @@ class IndexStore:
                 if mine:
                     m.append(
                         [
-                            (uri, entries[i].name, entries[i].start_line, entries[i].start_col,
-                             entries[i].end_line, entries[i].end_col)
+                            (
+                                uri,
+                                entries[i].name,
+                                entries[i].start_line,
+                                entries[i].start_col,
+                                entries[i].end_line,
+                                entries[i].end_col,
+                            )
                             for i in mine
                         ],
                         np.stack([units[i] for i in mine]),

@@ -1,20 +1,30 @@
-"""Model loading, heads, the bundled model and the public API (`load_model`)."""
+"""Model loading, heads, the bundled model and the public API (`load_model`).
 
-from .api import AlpineModel, FunctionScore, load_model, pick_device
-from .files import BUNDLED_DIR, ModelLoadError, ModelMeta, read_dir, write_dir
-from .network import AlpineNetwork
-from .tokenize import CodeTokenizer
+Heavy names (anything that needs torch) load lazily, so the server can answer `initialize`
+before torch is imported.
+"""
 
-__all__ = [
-    "BUNDLED_DIR",
-    "AlpineModel",
-    "AlpineNetwork",
-    "CodeTokenizer",
-    "FunctionScore",
-    "ModelLoadError",
-    "ModelMeta",
-    "load_model",
-    "pick_device",
-    "read_dir",
-    "write_dir",
-]
+from importlib import import_module
+
+from .score import FunctionScore, ModelLoadError
+
+_LAZY = {
+    "AlpineModel": ".api",
+    "load_model": ".api",
+    "pick_device": ".api",
+    "BUNDLED_DIR": ".files",
+    "ModelMeta": ".files",
+    "read_dir": ".files",
+    "write_dir": ".files",
+    "AlpineNetwork": ".network",
+    "CodeTokenizer": ".tokenize",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["FunctionScore", "ModelLoadError", *_LAZY]

@@ -6,15 +6,16 @@ import hashlib
 import os
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..pruning import PruningConfig, encoder_flops
-from .files import BUNDLED_DIR, ModelLoadError, read_dir
+from .files import BUNDLED_DIR, read_dir
 from .network import AlpineNetwork
+from .score import FunctionScore, ModelLoadError
 from .tokenize import CodeTokenizer
 
 # Offline by construction: nothing in this package may reach a model hub.
@@ -22,20 +23,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 PUNCT_ONLY = set("()[]{};,.:+-*/%&|^!~<>=?\"'#\\@$`")
-
-
-@dataclass
-class FunctionScore:
-    """What one forward pass says about one function."""
-
-    probability: float
-    embedding: np.ndarray  # (D,) float32, unit length
-    tokens_per_layer: list[int]  # input length, then the length after each layer
-    top_tokens: list[tuple[str, float]]  # code tokens that survived to the last layer, by weight
-    n_tokens: int  # content tokens before truncation
-    truncated: bool
-    flops: int
-    ms: float  # wall time of the forward pass that scored this function (its batch)
 
 
 def pick_device(device: str = "auto") -> torch.device:

@@ -22,15 +22,12 @@ from safetensors.torch import load_file, save_file
 
 from ..pruning import PruningConfig
 from .network import ENCODERS, AlpineNetwork
+from .score import ModelLoadError
 from .tokenize import CodeTokenizer
 
 FORMAT = 1
 BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
 REQUIRED = ("config.json", "tokenizer.json", "model.safetensors", "alpine.json")
-
-
-class ModelLoadError(RuntimeError):
-    """A model directory that cannot be used, with a message meant for a person."""
 
 
 @dataclass

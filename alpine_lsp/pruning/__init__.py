@@ -1,27 +1,34 @@
 """ALPINE token pruning (Saad et al., FSE 2025) for BERT/RoBERTa-family encoders.
 
 No LSP knowledge lives here. `encode` runs a model with pruning; `apply`/`remove` patch a
-loaded transformers model in place; `flops` counts the work at the lengths that ran.
+loaded transformers model in place; `encoder_flops` counts the work at the lengths that ran.
+Names load lazily so that importing `PruningConfig` does not import torch.
 """
 
-from .config import NO_PRUNING, PruningConfig, parse_layers
-from .core import TokenState, default_specials, importance, keep_band, repack  # noqa: F401
-from .encoder import AlpineOutput, apply, base_model, encode, remove
-from .flops import encoder_flops, layer_flops
+from importlib import import_module
 
-__all__ = [
-    "NO_PRUNING",
-    "AlpineOutput",
-    "PruningConfig",
-    "TokenState",
-    "apply",
-    "base_model",
-    "default_specials",
-    "encode",
-    "encoder_flops",
-    "importance",
-    "keep_band",
-    "layer_flops",
-    "parse_layers",
-    "remove",
-]
+from .config import NO_PRUNING, PruningConfig, parse_layers
+
+_LAZY = {
+    "TokenState": ".core",
+    "default_specials": ".core",
+    "importance": ".core",
+    "keep_band": ".core",
+    "repack": ".core",
+    "AlpineOutput": ".encoder",
+    "apply": ".encoder",
+    "base_model": ".encoder",
+    "encode": ".encoder",
+    "remove": ".encoder",
+    "encoder_flops": ".flops",
+    "layer_flops": ".flops",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["NO_PRUNING", "PruningConfig", "parse_layers", *_LAZY]

@@ -119,6 +119,8 @@ def run(
         handlers=handlers,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # pygls logs every message at INFO: keep that for --verbose only.
+    logging.getLogger("pygls").setLevel(logging.DEBUG if verbose else logging.WARNING)
     server = build()
 
     def terminate(signum, frame) -> None:  # SIGTERM: leave cleanly, caches closed

@@ -117,7 +117,7 @@ def publish(ls: AlpineServer, result: DocumentResult) -> None:
     )
 
 
-async def wait_current(ls: AlpineServer, uri: str, timeout: float = 30.0) -> DocumentResult | None:
+async def wait_current(ls: AlpineServer, uri: str, timeout: float = 120.0) -> DocumentResult | None:
     """The result for the document's current version, waiting for the worker if needed."""
     state = ls.engine.docs.get(uri)
     if state is None:
@@ -125,11 +125,8 @@ async def wait_current(ls: AlpineServer, uri: str, timeout: float = 30.0) -> Doc
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         res = state.result
-        if (
-            res is not None
-            and res.version == state.version
-            and (res.scored or ls.engine.holder.state != "loading")
-        ):
+        settled = ls.engine.holder.state in ("ready", "failed")
+        if res is not None and res.version == state.version and (res.scored or settled):
             return res
         remaining = deadline - asyncio.get_running_loop().time()
         if remaining <= 0:

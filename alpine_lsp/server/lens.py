@@ -71,6 +71,8 @@ def register(server: AlpineServer) -> None:
 
 def start_indexing(ls: AlpineServer) -> None:
     """Index the workspace in the background, reporting $/progress when the client can."""
+    if not ls.settings.similarity.enabled:
+        return  # nothing would use the index; it is built when the setting is turned on
     token = str(uuid.uuid4()) if ls.progress_ok else None
     began = {"ok": False}
 

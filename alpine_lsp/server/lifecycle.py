@@ -101,8 +101,13 @@ def apply_settings(ls: AlpineServer, raw) -> None:
     ls.settings = new
     if reload and ls.engine.holder.state != "idle":
         _begin_progress(ls, "Reloading the alpine model")
+    was_similar = ls.engine.settings.similarity.enabled
     ls.engine.update_settings(new)
     refresh(ls)
+    if new.similarity.enabled and not was_similar and ls.engine.holder.state == "ready":
+        from .lens import start_indexing
+
+        start_indexing(ls)
 
 
 def refresh(ls: AlpineServer) -> None:

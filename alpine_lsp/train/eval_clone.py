@@ -125,8 +125,13 @@ def tfidf_baseline(
         return np.asarray(a.multiply(b).sum(axis=1)).ravel()
 
     out = evaluate(cosines(valid), valid, cosines(test), test)
-    return {"name": "tfidf-cosine", "vocabulary": len(vec.vocabulary_),
-            "train_functions": len(train_ids), "fit_seconds": time.perf_counter() - t0, **out}
+    return {
+        "name": "tfidf-cosine",
+        "vocabulary": len(vec.vocabulary_),
+        "train_functions": len(train_ids),
+        "fit_seconds": time.perf_counter() - t0,
+        **out,
+    }
 
 
 def markdown(res: dict, plot: Path | None) -> str:
@@ -151,8 +156,10 @@ def markdown(res: dict, plot: Path | None) -> str:
         row("F1", lambda c: c["f1"]),
         row("F1, balanced resample", lambda c: c["balanced"]["f1"]),
         row("accuracy, balanced resample", lambda c: c["balanced"]["accuracy"]),
-        *(row(f"recall, clone type {t}", lambda c, t=t: c["recall_by_clone_type"][str(t)])
-          for t in CLONE_TYPES),
+        *(
+            row(f"recall, clone type {t}", lambda c, t=t: c["recall_by_clone_type"][str(t)])
+            for t in CLONE_TYPES
+        ),
         row("F1 @ model similarity_threshold", lambda c: c["at_model_threshold"]["f1"]),
         row("FLOPs per function (mean)", lambda c: c["flops_mean"]),
         row("latency batch 1, median ms", lambda c: c["latency_ms"]["median"]),
@@ -205,10 +212,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", required=True, help="model directory")
     ap.add_argument("--data", required=True, help="BigCloneBench directory")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
-    ap.add_argument("--limit", type=int, default=0,
-                    help="seeded subset of N test pairs and N valid pairs")
-    ap.add_argument("--train-limit", type=int, default=None,
-                    help="baseline vectorizer train pairs (default all; 5*limit with --limit)")
+    ap.add_argument(
+        "--limit", type=int, default=0, help="seeded subset of N test pairs and N valid pairs"
+    )
+    ap.add_argument(
+        "--train-limit",
+        type=int,
+        default=None,
+        help="baseline vectorizer train pairs (default all; 5*limit with --limit)",
+    )
     ap.add_argument("--report", help="write a Markdown report here (the plot goes beside it)")
     ap.add_argument("--plot", help="write the tokens-per-layer PNG here")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -247,8 +259,13 @@ def main(argv: list[str] | None = None) -> int:
         "data": str(args.data),
         "model": model.info(),
         "limit": args.limit or None,
-        "n": {"test_pairs": len(test), "valid_pairs": len(valid), "train_pairs": len(train),
-              "functions": len(ids), "test_functions": len(test_ids)},
+        "n": {
+            "test_pairs": len(test),
+            "valid_pairs": len(valid),
+            "train_pairs": len(train),
+            "functions": len(ids),
+            "test_functions": len(test_ids),
+        },
         "positive_share": share,
         "all_clone_f1": all_clone_f1,
         "note": (
@@ -269,8 +286,12 @@ def main(argv: list[str] | None = None) -> int:
         cos_test = pair_cosines(vecs, test)
         out = evaluate(pair_cosines(vecs, valid), valid, cos_test, test)
         mp, mr, mf = prf(cos_test >= model.similarity_threshold, y)
-        out["at_model_threshold"] = {"threshold": model.similarity_threshold,
-                                     "precision": mp, "recall": mr, "f1": mf}
+        out["at_model_threshold"] = {
+            "threshold": model.similarity_threshold,
+            "precision": mp,
+            "recall": mr,
+            "f1": mf,
+        }
         res[name] = {**out, **stats, "latency_ms": lat[name]}
     res["memory_source"] = res["pruned"].pop("memory_source")
     res["none"].pop("memory_source")
@@ -279,9 +300,14 @@ def main(argv: list[str] | None = None) -> int:
 
     plot = plot_path(args.report, args.plot)
     if plot is not None:
-        plot_tokens({"ALPINE (pruned)": res["pruned"]["tokens_per_layer"],
-                     "no pruning": res["none"]["tokens_per_layer"]},
-                    plot, f"BigCloneBench test, {model.name}")
+        plot_tokens(
+            {
+                "ALPINE (pruned)": res["pruned"]["tokens_per_layer"],
+                "no pruning": res["none"]["tokens_per_layer"],
+            },
+            plot,
+            f"BigCloneBench test, {model.name}",
+        )
         res["plot"] = str(plot)
     text = markdown(res, plot)
     if args.report:

@@ -188,19 +188,43 @@ def markdown(res: dict, plot: Path | None) -> str:
     if plot is not None:
         lines += ["", f"![tokens per layer]({plot.name})"]
     if b:
-        lines += ["", f"Baseline: C={b['C']} chosen on valid ROC-AUC from {list(C_GRID)}; "
-                      f"vocabulary {b['vocabulary']} uni+bigrams of code tokens."]
+        lines += [
+            "",
+            f"Baseline: C={b['C']} chosen on valid ROC-AUC from {list(C_GRID)}; "
+            f"vocabulary {b['vocabulary']} uni+bigrams of code tokens.",
+        ]
     if res.get("truncation"):
         t = res["truncation"]
         trows = [
-            [s, t[s]["accuracy"], t[s]["f1"], t[s]["roc_auc"], t[s]["precision_top10"],
-             t[s]["truncated_n"], t[s]["accuracy_truncated"], t[s]["roc_auc_truncated"]]
+            [
+                s,
+                t[s]["accuracy"],
+                t[s]["f1"],
+                t[s]["roc_auc"],
+                t[s]["precision_top10"],
+                t[s]["truncated_n"],
+                t[s]["accuracy_truncated"],
+                t[s]["roc_auc_truncated"],
+            ]
             for s in ("head", "head_tail")
         ]
         lines += [
-            "", "## Truncation at inference (pruned)", "",
-            table(["strategy", "accuracy", "F1", "ROC-AUC", "P top 10%", "truncated n",
-                   "accuracy (truncated)", "ROC-AUC (truncated)"], trows),
+            "",
+            "## Truncation at inference (pruned)",
+            "",
+            table(
+                [
+                    "strategy",
+                    "accuracy",
+                    "F1",
+                    "ROC-AUC",
+                    "P top 10%",
+                    "truncated n",
+                    "accuracy (truncated)",
+                    "ROC-AUC (truncated)",
+                ],
+                trows,
+            ),
         ]
     if res.get("notes"):
         lines += ["", *(f"- {x}" for x in res["notes"])]
@@ -213,14 +237,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", required=True, help="Devign directory (devign.jsonl.gz, split.json)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--limit", type=int, default=0, help="seeded subset of N test/valid functions")
-    ap.add_argument("--train-limit", type=int, default=None,
-                    help="baseline training functions (default: all, or 5*limit with --limit)")
+    ap.add_argument(
+        "--train-limit",
+        type=int,
+        default=None,
+        help="baseline training functions (default: all, or 5*limit with --limit)",
+    )
     ap.add_argument("--report", help="write a Markdown report here (the plot goes beside it)")
     ap.add_argument("--plot", help="write the tokens-per-layer PNG here")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--latency-n", type=int, default=100, help="functions timed at batch 1")
-    ap.add_argument("--compare-truncation", action="store_true",
-                    help="also score the test split with head and head_tail truncation")
+    ap.add_argument(
+        "--compare-truncation",
+        action="store_true",
+        help="also score the test split with head and head_tail truncation",
+    )
     ap.add_argument("--no-baseline", action="store_true", help="skip the TF-IDF baseline")
     args = ap.parse_args(argv)
 
@@ -262,8 +293,11 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("pruned", "none"):
         scores, stats = scoring_pass(model, codes, configs[name], "c")
         probs = np.array([s.probability for s in scores])
-        res[name] = {**defect_metrics(probs, labels, model.threshold), **stats,
-                     "latency_ms": lat[name]}
+        res[name] = {
+            **defect_metrics(probs, labels, model.threshold),
+            **stats,
+            "latency_ms": lat[name],
+        }
         if name == "pruned":
             own_scores = scores
     res["memory_source"] = res["pruned"].pop("memory_source")
@@ -275,9 +309,14 @@ def main(argv: list[str] | None = None) -> int:
 
     plot = plot_path(args.report, args.plot)
     if plot is not None:
-        plot_tokens({"ALPINE (pruned)": res["pruned"]["tokens_per_layer"],
-                     "no pruning": res["none"]["tokens_per_layer"]},
-                    plot, f"Devign test, {model.name}")
+        plot_tokens(
+            {
+                "ALPINE (pruned)": res["pruned"]["tokens_per_layer"],
+                "no pruning": res["none"]["tokens_per_layer"],
+            },
+            plot,
+            f"Devign test, {model.name}",
+        )
         res["plot"] = str(plot)
     text = markdown(res, plot)
     if args.report:

@@ -25,8 +25,12 @@ def tfidf(n_docs: int, ngrams: tuple[int, int] = (1, 2)):
 
     # min_df=2 drops one-off identifiers in real data; tiny test sets would lose everything.
     return TfidfVectorizer(
-        token_pattern=TOKEN_PATTERN, lowercase=False, ngram_range=ngrams,
-        min_df=2 if n_docs >= 100 else 1, max_features=200_000, sublinear_tf=True,
+        token_pattern=TOKEN_PATTERN,
+        lowercase=False,
+        ngram_range=ngrams,
+        min_df=2 if n_docs >= 100 else 1,
+        max_features=200_000,
+        sublinear_tf=True,
         dtype=np.float32,
     )
 

@@ -1,0 +1,25 @@
+"""What the model says about one function (no torch here: the cache and the server use it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+class ModelLoadError(RuntimeError):
+    """A model directory that cannot be used, with a message meant for a person."""
+
+
+@dataclass
+class FunctionScore:
+    """What one forward pass says about one function."""
+
+    probability: float
+    embedding: np.ndarray  # (D,) float32, unit length
+    tokens_per_layer: list[int]  # input length, then the length after each layer
+    top_tokens: list[tuple[str, float]]  # code tokens that survived to the last layer, by weight
+    n_tokens: int  # content tokens before truncation
+    truncated: bool
+    flops: int
+    ms: float  # wall time of the forward pass that scored this function (its batch)
