@@ -50,6 +50,12 @@ def build_base(base: str, embed_dim: int) -> tuple[AlpineNetwork, str, dict]:
     if not weights.is_file():
         sys.exit(f"{src} has no model.safetensors (only safetensors weights are loaded)")
     state = load_file(str(weights))
+    if (src / "alpine.json").is_file() and any(k.startswith("defect_head.") for k in state):
+        # An alpine model directory: continue training it, heads included.
+        meta = json.loads((src / "alpine.json").read_text())
+        net = AlpineNetwork.from_config(ENCODERS[kind][0].from_dict(cfg_d), meta["embed_dim"])
+        net.load_state_dict({k: v.float() for k, v in state.items()})
+        return net, (src / "tokenizer.json").read_text(encoding="utf-8"), meta["specials"]
     # Checkpoints name the encoder 'bert.'/'roberta.' or nothing; the pooler is not used.
     enc = {}
     for k, v in state.items():
@@ -293,7 +299,10 @@ def main(argv: list[str] | None = None) -> int:
     extra = {"valid": {"accuracy": acc, "steps": step, "of_steps": total}}
     if clone:
         enc, _, valid_pairs = clone
-        vp = valid_pairs[: args.eval_limit or 4000]
+        # The pair files are ordered by clone type: calibrate on a seeded random sample.
+        vp = random.Random(args.seed).sample(
+            valid_pairs, min(len(valid_pairs), args.eval_limit or 4000)
+        )
         ids = sorted({x for p in vp for x in p[:2]})
         _, embs = predict(net, [enc[i] for i in ids], tok.pad_id, cfg)
         pos = {k: i for i, k in enumerate(ids)}
