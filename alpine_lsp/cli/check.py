@@ -1,7 +1,12 @@
 """`alpine-lsp check`: the server's findings for files and folders, for CI.
 
-Same parsing, model, score cache and similar-code index as the server. Exit codes: 0 done,
-1 findings with --fail-on-findings, 2 usage or set-up errors (bad path, model not loadable).
+Same parsing, model, score cache and similar-code index code as the server. Folders are walked
+as the server's indexer walks a workspace (`.gitignore` honoured; binary, oversized and
+unsupported files left out); files named on the command line are checked even when ignored.
+
+Listed: flagged functions and functions with similar-code hits (every function with --all).
+Exit codes: 0 done, 1 something flagged with --fail-on-findings, 2 usage or set-up errors (bad
+flag or value, a path that does not exist, a model that cannot be loaded).
 """
 
 from __future__ import annotations
@@ -10,11 +15,15 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 from .. import __version__
 
+PROG = "alpine-lsp check"
+BINARY_PROBE = 8192  # as the server: a NUL byte this early marks a binary file
 RULES = {
     "defect-risk": (
         "Possible defect",
@@ -28,19 +37,30 @@ RULES = {
         "note",
     ),
 }
+SRCROOT = "%SRCROOT%"
+
+
+def _say(message: str) -> None:
+    print(f"{PROG}: {message}", file=sys.stderr)
 
 
 def _args(argv: list[str]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(
-        prog="alpine-lsp check",
+        prog=PROG,
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ap.add_argument("paths", nargs="+", metavar="PATH")
     ap.add_argument("--format", choices=["text", "json", "sarif"], default="text")
-    ap.add_argument("--all", action="store_true", help="list every function, not only flagged")
+    ap.add_argument(
+        "--all",
+        action="store_true",
+        help="list every function, not only flagged ones and ones with similar-code hits",
+    )
     ap.add_argument("--threshold", type=float, help="defect threshold (default: the model's)")
-    ap.add_argument("--similarity-threshold", type=float)
+    ap.add_argument(
+        "--similarity-threshold", type=float, help="cosine in [-1, 1] (default: the model's)"
+    )
     ap.add_argument("--no-similar", action="store_true", help="skip similar-code hints")
     ap.add_argument("--fail-on-findings", action="store_true", help="exit 1 if anything flagged")
     ap.add_argument("--model", help="model directory (default: the bundled model)")
@@ -49,51 +69,88 @@ def _args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--max-file-size", type=int, default=2_000_000)
     ap.add_argument("--output", "-o", help="write the report here instead of stdout")
     ap.add_argument("--no-cache", action="store_true", help="do not read or write the score cache")
+    ap.add_argument("--stats", action="store_true", help=argparse.SUPPRESS)  # counters to stderr
     args = ap.parse_args(argv)
+    # `not a <= x <= b` also rejects NaN.
     if args.threshold is not None and not 0 <= args.threshold <= 1:
         ap.error("--threshold must be in [0, 1]")
+    if args.similarity_threshold is not None and not -1 <= args.similarity_threshold <= 1:
+        ap.error("--similarity-threshold must be in [-1, 1]")
+    if args.threads is not None and args.threads < 1:
+        ap.error("--threads must be at least 1")
+    if args.max_file_size < 1:
+        ap.error("--max-file-size must be at least 1")
+    if args.model is not None and not Path(args.model).expanduser().is_dir():
+        ap.error(f"--model: no such directory: {args.model}")
     return args
 
 
-def _files(paths: list[str], max_size: int) -> tuple[list[Path], list[str]]:
+def _is_binary(data: bytes) -> bool:
+    return b"\x00" in data[:BINARY_PROBE]
+
+
+def _files(paths: list[str], max_size: int) -> tuple[list[Path], list[str], list[str]]:
+    """(files to check, notes about skipped files, paths that do not exist)."""
     from ..index import iter_source_files
     from ..parsing import language_for
 
     files: list[Path] = []
-    errors = []
+    notes: list[str] = []
+    missing: list[str] = []
     for p in map(Path, paths):
         if p.is_dir():
-            files += sorted(iter_source_files(p, max_size))
+            # Depth first in name order; reported as found under the path given ("src/x.c").
+            top = p.expanduser().resolve()
+            files += [p / f.relative_to(top) for f in iter_source_files(top, max_size)]
         elif p.is_file():
-            if language_for(str(p)) is None:
-                errors.append(f"{p}: no grammar for this file type; skipped")
+            if language_for(p.name) is None:
+                notes.append(f"{p}: skipped: no grammar for this file type")
+                continue
+            try:
+                with p.open("rb") as f:
+                    head = f.read(BINARY_PROBE)
+                size = p.stat().st_size
+            except OSError as e:
+                notes.append(f"{p}: skipped: {e.strerror or e}")
+                continue
+            if _is_binary(head):
+                notes.append(f"{p}: skipped: binary file (NUL bytes)")
+            elif size > max_size:
+                notes.append(f"{p}: skipped: larger than --max-file-size ({max_size} bytes)")
             else:
                 files.append(p)
+        elif p.exists():
+            notes.append(f"{p}: skipped: not a regular file")
         else:
-            errors.append(f"{p}: no such file or directory")
+            missing.append(str(p))
     seen, out = set(), []
     for f in files:
         r = f.resolve()
         if r not in seen:
             seen.add(r)
             out.append(f)
-    return out, errors
+    return out, notes, missing
 
 
 class _Progress:
+    """A one-line bar on stderr, only when stderr is a terminal and there is more than a file."""
+
     def __init__(self, total: int) -> None:
         self.total = total
-        self.on = sys.stderr.isatty() and total > 1
-        self.t0 = time.perf_counter()
+        self.on = total > 1 and sys.stderr.isatty()
+        self.last = 0.0
 
-    def step(self, i: int, label: str) -> None:
-        if self.on:
-            width = 30
-            done = int(width * i / max(1, self.total))
-            sys.stderr.write(
-                f"\r[{'#' * done}{'.' * (width - done)}] {i}/{self.total} {label[-40:]:<40}"
-            )
-            sys.stderr.flush()
+    def step(self, done: int, label: str) -> None:
+        now = time.monotonic()
+        if not self.on or (now - self.last < 0.1 and done < self.total):
+            return
+        self.last = now
+        width = 30
+        filled = width * done // max(1, self.total)
+        sys.stderr.write(
+            f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} {label[-40:]:<40}"
+        )
+        sys.stderr.flush()
 
     def close(self) -> None:
         if self.on:
@@ -108,125 +165,165 @@ def run_check(args: argparse.Namespace) -> tuple[dict, int]:
     from ..engine.stats import Stats
     from ..index import IndexEntry, IndexStore
     from ..index.paths import cache_dir
-    from ..model import ModelLoadError, load_model
     from ..parsing import extract_functions, file_ignored, language_for
 
-    files, errors = _files(args.paths, args.max_file_size)
-    for e in errors:
-        print(f"alpine-lsp check: {e}", file=sys.stderr)
-    if not files and errors:
+    files, notes, missing = _files(args.paths, args.max_file_size)
+    if missing:
+        for m in missing:
+            _say(f"{m}: no such file or directory")
         return {}, 2
+    for n in notes:
+        _say(n)
     try:
+        from ..model import ModelLoadError, load_model  # torch loads here
+
         model = load_model(args.model, device=args.device, threads=args.threads)
     except ModelLoadError as e:
-        print(f"alpine-lsp check: {e}", file=sys.stderr)
+        _say(f"cannot load the model: {e}")
+        return {}, 2
+    except Exception as e:  # torch/transformers errors: still a set-up problem, not a crash
+        _say(f"cannot load the model: {type(e).__name__}: {e}")
         return {}, 2
     holder = ModelHolder()
     holder.model, holder.state = model, "ready"
+    stats = Stats()
     cache = ScoreCache(None if args.no_cache else cache_dir() / "scores.sqlite")
-    scorer = Scorer(holder, cache, Stats())
+    scorer = Scorer(holder, cache, stats)
     threshold = model.threshold if args.threshold is None else args.threshold
     sim_threshold = (
         model.similarity_threshold
         if args.similarity_threshold is None
         else args.similarity_threshold
     )
-    index = IndexStore(Path(":memory:")) if not args.no_similar else None
+    # The server's index class on a throw-away database: hits come from the checked files only.
+    tmp = None if args.no_similar else tempfile.TemporaryDirectory(prefix="alpine-check-")
+    index = None if tmp is None else IndexStore(Path(tmp.name) / "index.sqlite")
 
     progress = _Progress(len(files))
     per_file = []
-    for i, path in enumerate(files):
-        progress.step(i, str(path))
-        try:
-            data = path.read_bytes()
-        except OSError as e:
-            print(f"alpine-lsp check: {path}: {e}", file=sys.stderr)
-            continue
-        if b"\x00" in data[:8192] or len(data) > args.max_file_size:
-            continue
-        text = data.decode("utf-8", errors="replace")
-        language = language_for(str(path)) or ""
-        functions = extract_functions(text, language)
-        scores = scorer.score(functions, language) if functions else []
-        per_file.append((path, language, functions, scores or [], file_ignored(text)))
-        if index is not None and functions:
-            uri = path.resolve().as_uri()
-            index.replace_file(
-                uri,
-                [
-                    IndexEntry(
-                        uri=uri,
-                        name=f.name,
-                        start_line=f.start_line,
-                        start_col=f.start_col,
-                        end_line=f.end_line,
-                        end_col=f.end_col,
-                        name_start_line=f.name_start_line,
-                        name_start_col=f.name_start_col,
-                        name_end_line=f.name_end_line,
-                        name_end_col=f.name_end_col,
-                        language=language,
-                        hash=f.hash,
-                        fingerprint=model.fingerprint,
-                        embedding=s.embedding,
-                    )
-                    for f, s in zip(functions, scores, strict=True)
-                ],
-            )
-    progress.close()
+    skipped = len(notes)
+    try:
+        for i, path in enumerate(files):
+            try:
+                data = path.read_bytes()
+            except OSError as e:
+                _say(f"{path}: skipped: {e.strerror or e}")
+                skipped += 1
+                continue
+            if _is_binary(data) or len(data) > args.max_file_size:  # changed since the walk
+                _say(f"{path}: skipped: binary or larger than --max-file-size")
+                skipped += 1
+                continue
+            text = data.decode("utf-8", errors="replace")
+            language = language_for(path.name) or ""
+            try:
+                functions = extract_functions(text, language)
+                scores = (scorer.score(functions, language) or []) if functions else []
+            except Exception as e:  # one bad file must not end the run
+                _say(f"{path}: skipped: {type(e).__name__}: {e}")
+                stats.add("errors")
+                skipped += 1
+                continue
+            per_file.append((path, language, functions, scores, file_ignored(text)))
+            stats.add("functions_parsed", len(functions))
+            if index is not None and functions:
+                uri = path.resolve().as_uri()
+                index.replace_file(
+                    uri,
+                    [
+                        IndexEntry(
+                            uri=uri,
+                            name=f.name,
+                            start_line=f.start_line,
+                            start_col=f.start_col,
+                            end_line=f.end_line,
+                            end_col=f.end_col,
+                            name_start_line=f.name_start_line,
+                            name_start_col=f.name_start_col,
+                            name_end_line=f.name_end_line,
+                            name_end_col=f.name_end_col,
+                            language=language,
+                            hash=f.hash,
+                            fingerprint=model.fingerprint,
+                            embedding=s.embedding,
+                        )
+                        for f, s in zip(functions, scores, strict=True)
+                    ],
+                )
+            progress.step(i + 1, str(path))
 
-    names = {p.resolve().as_uri(): p for p, *_ in per_file}
-    report_files = []
-    flagged_any = False
-    for path, language, functions, scores, ignored_file in per_file:
-        uri = path.resolve().as_uri()
-        rows = []
-        for f, s in zip(functions, scores, strict=True):
-            flagged = not ignored_file and not f.ignored and s.probability >= threshold
-            similar = []
-            if index is not None and not ignored_file and not f.ignored:
-                for m in index.query(
-                    s.embedding,
-                    3,
-                    model.fingerprint,
-                    exclude=(uri, f.start_line),
-                    min_score=sim_threshold,
-                ):
-                    similar.append(
+        names = {p.resolve().as_uri(): p for p, *_ in per_file}
+        report_files = []
+        flagged_any = False
+        for path, language, functions, scores, ignored_file in per_file:
+            uri = path.resolve().as_uri()
+            rows = []
+            for f, s in zip(functions, scores, strict=True):
+                ignored = ignored_file or f.ignored
+                flagged = not ignored and s.probability >= threshold
+                similar = []
+                if index is not None and not ignored:
+                    for m in index.query(
+                        s.embedding,
+                        3,
+                        model.fingerprint,
+                        exclude=(uri, f.start_line),
+                        min_score=sim_threshold,
+                    ):
+                        similar.append(
+                            {
+                                "path": str(names.get(m.uri, m.uri)),
+                                "name": m.name,
+                                "start_line": m.start_line + 1,
+                                "score": round(m.score, 4),
+                            }
+                        )
+                flagged_any |= flagged
+                if args.all or flagged or similar:
+                    rows.append(
                         {
-                            "path": str(names.get(m.uri, m.uri)),
-                            "name": m.name,
-                            "start_line": m.start_line + 1,
-                            "score": round(m.score, 4),
+                            "name": f.name,
+                            "start_line": f.start_line + 1,
+                            "end_line": f.end_line + 1,
+                            # Where the name is: what the server underlines. 1-based, end
+                            # exclusive, columns in code points.
+                            "name_range": {
+                                "start_line": f.name_start_line + 1,
+                                "start_col": f.name_start_col + 1,
+                                "end_line": f.name_end_line + 1,
+                                "end_col": f.name_end_col + 1,
+                            },
+                            "defect_probability": round(s.probability, 4),
+                            "flagged": flagged,
+                            "ignored": ignored,
+                            "similar": similar,
                         }
                     )
-            flagged_any |= flagged
-            if args.all or flagged or similar:
-                rows.append(
-                    {
-                        "name": f.name,
-                        "start_line": f.start_line + 1,
-                        "end_line": f.end_line + 1,
-                        "start_col": f.name_start_col + 1,
-                        "end_col": f.name_end_col + 1,
-                        "defect_probability": round(s.probability, 4),
-                        "flagged": flagged,
-                        "ignored": f.ignored or ignored_file,
-                        "similar": similar,
-                    }
-                )
-        if rows or args.all:
-            report_files.append({"path": str(path), "language": language, "functions": rows})
-    cache.close()
+            if rows or args.all:
+                report_files.append({"path": str(path), "language": language, "functions": rows})
+    finally:
+        progress.close()
+        cache.close()
+        if index is not None:
+            index.close()
+        if tmp is not None:
+            tmp.cleanup()
+
     report = {
         "model": {**model.info(), "threshold": threshold, "similarity_threshold": sim_threshold},
         "files": report_files,
         "summary": {
             "files": len(per_file),
+            "skipped": skipped,
             "functions": sum(len(x[2]) for x in per_file),
             "flagged": sum(fn["flagged"] for f in report_files for fn in f["functions"]),
         },
     }
+    if args.stats:
+        c = stats.snapshot()
+        keys = ("functions_parsed", "functions_scored", "cache_hits", "model_forwards", "errors")
+        counters = {"files": len(per_file), "skipped": skipped, **{k: c[k] for k in keys}}
+        _say("stats " + json.dumps(counters))
     code = 1 if (args.fail_on_findings and flagged_any) else 0
     return report, code
 
@@ -235,7 +332,7 @@ def to_text(report: dict) -> str:
     out = []
     for f in report["files"]:
         for fn in f["functions"]:
-            mark = "defect-risk" if fn["flagged"] else "ok"
+            mark = "defect-risk" if fn["flagged"] else "ignored" if fn["ignored"] else "ok"
             out.append(
                 f"{f['path']}:{fn['start_line']}: {mark} {fn['name']} "
                 f"p={fn['defect_probability']:.2f}"
@@ -254,7 +351,27 @@ def to_text(report: dict) -> str:
     return "\n".join(out)
 
 
-def to_sarif(report: dict) -> dict:
+def _artifact(path: str, root: Path) -> dict:
+    """A SARIF artifactLocation: relative to %SRCROOT% (the working directory) when the file
+    lies under it, which is what code-scanning dashboards match against the repository, else
+    an absolute file URI. Both percent-encoded."""
+    resolved = Path(path).resolve()
+    try:
+        rel = resolved.relative_to(root)
+    except ValueError:
+        return {"uri": resolved.as_uri()}
+    return {"uri": quote(rel.as_posix()), "uriBaseId": SRCROOT}
+
+
+def _md(text: str) -> str:
+    """Escape a name for a SARIF message, where `[text](id)` is an embedded link."""
+    return text.replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]")
+
+
+def to_sarif(report: dict, root: Path | None = None) -> dict:
+    root = (root or Path.cwd()).resolve()
+    base = root.as_uri()
+    base += "" if base.endswith("/") else "/"  # a base URI must end with a slash
     rules = [
         {
             "id": rid,
@@ -267,15 +384,13 @@ def to_sarif(report: dict) -> dict:
     ]
     results = []
     for f in report["files"]:
-        uri = Path(f["path"]).as_posix()
+        artifact = _artifact(f["path"], root)
         for fn in f["functions"]:
-            region = {
-                "startLine": fn["start_line"],
-                "startColumn": fn["start_col"],
-                "endLine": fn["start_line"],
-                "endColumn": max(fn["end_col"], fn["start_col"] + 1),
-            }
-            loc = [{"physicalLocation": {"artifactLocation": {"uri": uri}, "region": region}}]
+            r = fn["name_range"]
+            region = {"startLine": r["start_line"], "startColumn": r["start_col"]}
+            if r["end_line"] > r["start_line"] or r["end_col"] > r["start_col"]:
+                region.update(endLine=r["end_line"], endColumn=r["end_col"])
+            loc = [{"physicalLocation": {"artifactLocation": artifact, "region": region}}]
             if fn["flagged"]:
                 results.append(
                     {
@@ -283,7 +398,7 @@ def to_sarif(report: dict) -> dict:
                         "ruleIndex": 0,
                         "level": "warning",
                         "message": {
-                            "text": f"possible defect in {fn['name']} "
+                            "text": f"possible defect in {_md(fn['name'])} "
                             f"(p={fn['defect_probability']:.2f})"
                         },
                         "locations": loc,
@@ -297,7 +412,7 @@ def to_sarif(report: dict) -> dict:
                         "ruleIndex": 1,
                         "level": "note",
                         "message": {
-                            "text": f"{fn['name']} is similar to {s['name']} in "
+                            "text": f"{_md(fn['name'])} is similar to [{_md(s['name'])}](1) in "
                             f"{s['path']}:{s['start_line']} ({s['score']:.2f})"
                         },
                         "locations": loc,
@@ -305,11 +420,13 @@ def to_sarif(report: dict) -> dict:
                             {
                                 "id": 1,
                                 "physicalLocation": {
-                                    "artifactLocation": {"uri": Path(s["path"]).as_posix()},
+                                    "artifactLocation": _artifact(s["path"], root),
                                     "region": {"startLine": s["start_line"]},
                                 },
+                                "message": {"text": s["name"]},
                             }
                         ],
+                        "properties": {"similarity": s["score"]},
                     }
                 )
     return {
@@ -325,6 +442,7 @@ def to_sarif(report: dict) -> dict:
                         "rules": rules,
                     }
                 },
+                "originalUriBaseIds": {SRCROOT: {"uri": base}},
                 "columnKind": "unicodeCodePoints",
                 "results": results,
             }
@@ -333,7 +451,7 @@ def to_sarif(report: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _args(list(argv or []))
+    args = _args(list(sys.argv[1:] if argv is None else argv))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     report, code = run_check(args)
     if not report:
@@ -345,7 +463,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         text = to_text(report)
     if args.output:
-        Path(args.output).write_text(text + "\n", encoding="utf-8")
+        try:
+            Path(args.output).write_text(text + "\n", encoding="utf-8")
+        except OSError as e:
+            _say(f"cannot write {args.output}: {e.strerror or e}")
+            return 2
     else:
         print(text)
     return code
