@@ -20,6 +20,7 @@ from ..index import IndexEntry, IndexStore, Match, index_db_path, iter_source_fi
 from ..index.paths import cache_dir
 from ..model.score import FunctionScore
 from ..parsing import Function, ParsedDocument, extract_functions, file_ignored, language_for
+from ..parsing.text import LineIndex, encode
 from .cache import ScoreCache
 from .models import ModelHolder
 from .positions import clamp_position, lsp_lines
@@ -61,6 +62,7 @@ class DocumentState:
     changed_at: float = 0.0
     result: DocumentResult | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    raw: str | None = None  # the text while it is not parsed (skipped), so edits still apply
 
 
 def skip_reason(text: str, settings: Settings, language: str | None) -> str | None:
@@ -68,7 +70,9 @@ def skip_reason(text: str, settings: Settings, language: str | None) -> str | No
         return "no grammar for this language"
     if settings.languages is not None and language not in settings.languages:
         return f"{language} is not in alpine.languages"
-    if len(text.encode("utf-8", "surrogatepass")) > settings.max_file_size:
+    n, limit = len(text), settings.max_file_size
+    # A code point is 1-4 bytes: encode only when the length alone cannot tell (per keystroke).
+    if n > limit or (n * 4 > limit and len(text.encode("utf-8", "surrogatepass")) > limit):
         return f"file larger than alpine.maxFileSize ({settings.max_file_size} bytes)"
     if "\x00" in text[:8192]:
         return "binary file (NUL bytes)"
@@ -182,6 +186,7 @@ class Engine:
             log.info("%s: not analysed: %s", uri, reason)
             self.stats.add("files_skipped")
         state = DocumentState(uri, language, version, parsed, reason, time.perf_counter())
+        state.raw = text if parsed is None else None
         with self._docs_lock:
             self.docs[uri] = state
         self.worker.schedule(uri, 0)
@@ -206,13 +211,16 @@ class Engine:
             state.version = version
             state.changed_at = time.perf_counter()
             if state.parsed is None:
-                if full_text is None:
-                    full_text = next((t for r, t in reversed(list(edits)) if r is None), None)
+                # Skipped documents keep their text: an edit can make them analysable.
+                text = state.raw or ""
+                for rng, new in edits:
+                    text = new if rng is None else _splice(text, rng, new, encoding)
                 if full_text is not None:
-                    reason = skip_reason(full_text, self.settings, state.language)
-                    state.skipped = reason
-                    if reason is None and state.language:
-                        state.parsed = ParsedDocument(full_text, state.language)
+                    text = full_text
+                reason = skip_reason(text, self.settings, state.language)
+                state.skipped, state.raw = reason, text
+                if reason is None and state.language:
+                    state.parsed, state.raw = ParsedDocument(text, state.language), None
             else:
                 for rng, text in edits:
                     if rng is None:
@@ -227,10 +235,11 @@ class Engine:
                 if full_text is not None and state.parsed.text != full_text:
                     log.warning("%s: edit stream diverged from the client; resynchronising", uri)
                     state.parsed.replace_text(full_text)
-                if full_text is not None:
-                    reason = skip_reason(full_text, self.settings, state.language)
-                    if reason:
-                        state.skipped, state.parsed = reason, None
+                # Whether a document is analysed depends on its text, not on its history.
+                reason = skip_reason(state.parsed.text, self.settings, state.language)
+                if reason:
+                    log.info("%s: not analysed: %s", uri, reason)
+                    state.skipped, state.raw, state.parsed = reason, state.parsed.text, None
         self.worker.schedule(uri, self.settings.debounce_ms / 1000)
 
     def close(self, uri: str) -> None:
@@ -443,6 +452,16 @@ class Engine:
     def forget_file(self, uri: str) -> None:
         if self.index is not None:
             self.index.remove_file(uri)
+
+
+def _splice(text: str, rng: tuple[int, int, int, int], new: str, encoding: str) -> str:
+    """Apply one range edit to plain text, clamped like ParsedDocument.apply_change."""
+    lines = lsp_lines(text)
+    index = LineIndex(text, encode(text))
+    a = index.offset(*clamp_position(lines, rng[0], rng[1], encoding))
+    b = index.offset(*clamp_position(lines, rng[2], rng[3], encoding))
+    a, b = min(a, b), max(a, b)
+    return text[:a] + new + text[b:]
 
 
 def _entry(uri: str, language: str, f: Function, s: FunctionScore, fingerprint: str) -> IndexEntry:
