@@ -7,7 +7,9 @@ position encoding); pygls's own copy of each document is not kept.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -125,15 +127,30 @@ def run(
 
     def terminate(signum, frame) -> None:  # SIGTERM: leave cleanly, caches closed
         log.info("signal %s: exiting", signum)
-        server.engine.stop()
-        sys.exit(0)
+        _leave(server, 0)
 
     signal.signal(signal.SIGTERM, terminate)
+    code = 1
     try:
         if tcp:
             server.start_tcp(*tcp)
         else:
             server.start_io()
+        code = 0
+    except Exception:
+        log.exception("server stopped by an error")
     finally:
-        server.engine.stop()
-    return 0
+        _leave(server, code)
+    return code
+
+
+def _leave(server: AlpineServer, code: int) -> None:
+    """Close the caches, flush the log and end the process at once. Not through interpreter
+    shutdown: a daemon thread still inside torch (scoring, a model load) aborts it ("FATAL:
+    exception not rethrown", exit -6), and after SIGTERM pygls waits for its stdin reader."""
+    server.engine.stop()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
