@@ -143,6 +143,7 @@ class Engine:
         self.worker = Debouncer(self._analyze)
         self.indexer_cancel = threading.Event()
         self._indexer: threading.Thread | None = None
+        self.index_state = "idle"  # idle, running, done, cancelled
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self, root: Path | None) -> None:
@@ -328,6 +329,7 @@ class Engine:
         model = self.holder.model
         if self.index is None or scores is None or model is None or language is None:
             return empty
+        uri = index_uri(uri)
         try:
             self.index.replace_file(
                 uri,
@@ -380,6 +382,7 @@ class Engine:
         assert self.root is not None and self.index is not None
         if not self.holder.ready.wait(timeout=600) or self.holder.model is None:
             return
+        self.index_state = "running"
         model = self.holder.model
         files = list(
             iter_source_files(self.root, self.settings.max_file_size, self.settings.languages)
@@ -396,7 +399,7 @@ class Engine:
             seen.add(uri)
             if progress:
                 progress(i, len(files), path.name)
-            if uri in self.docs:
+            if uri in {index_uri(u) for u in self.docs}:
                 continue  # open documents are indexed by their own analysis
             try:
                 n += self.index_file(path, uri, known.get(uri))
@@ -406,6 +409,7 @@ class Engine:
         else:
             for uri in set(known) - seen:  # files deleted while the server was away
                 self.index.remove_file(uri)
+        self.index_state = "cancelled" if cancel.is_set() else "done"
         if done:
             done(n)
 
@@ -451,7 +455,21 @@ class Engine:
 
     def forget_file(self, uri: str) -> None:
         if self.index is not None:
-            self.index.remove_file(uri)
+            self.index.remove_file(index_uri(uri))
+            self.reanalyze_all()  # hints that pointed at the file go
+
+
+def index_uri(uri: str) -> str:
+    """One spelling per file in the index, whether it came from a client or the disk walk
+    (clients differ in percent-encoding and may name a file through a symlink)."""
+    if not uri.startswith("file:"):
+        return uri
+    from urllib.parse import unquote, urlparse
+
+    try:
+        return Path(unquote(urlparse(uri).path)).resolve().as_uri()
+    except (OSError, ValueError):
+        return uri
 
 
 def _splice(text: str, rng: tuple[int, int, int, int], new: str, encoding: str) -> str:

@@ -20,6 +20,7 @@ def snapshot(ls: AlpineServer) -> dict:
     out["documents"] = len(engine.docs)
     out["pending"] = engine.worker.pending()
     out["index_functions"] = engine.index.count() if engine.index else None
+    out["index_state"] = engine.index_state
     out["pull_diagnostics"] = ls.pull
     out["position_encoding"] = ls.encoding
     return out

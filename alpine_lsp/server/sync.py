@@ -7,6 +7,7 @@ from pathlib import Path
 from lsprotocol import types
 from pygls.uris import to_fs_path
 
+from ..engine.engine import index_uri
 from .app import AlpineServer, log
 
 
@@ -64,7 +65,8 @@ def register(server: AlpineServer) -> None:
 def _reindex(ls: AlpineServer, path: Path, uri: str) -> None:
     def work() -> None:
         try:
-            ls.engine.index_file(path, uri)
+            ls.engine.index_file(path, index_uri(uri))
+            ls.engine.reanalyze_all()  # open documents may gain or lose similar-code hints
         except Exception:
             log.exception("reindexing %s failed", path)
 
