@@ -23,10 +23,29 @@ from ..engine.engine import DocumentResult, Engine
 from ..engine.settings import Settings
 
 log = logging.getLogger("alpine_lsp")
+UINTEGER_MAX = 2**31 - 1
+
+
+def _clamp_edit_positions(params) -> None:
+    """Bring didChange positions into LSP's uinteger range in place. Out of range, pygls would
+    drop the whole notification, and the engine would fall out of step with the client."""
+    changes = params.get("contentChanges") if isinstance(params, dict) else None
+    for change in changes if isinstance(changes, list) else []:
+        rng = change.get("range") if isinstance(change, dict) else None
+        for pos in (rng.get("start"), rng.get("end")) if isinstance(rng, dict) else ():
+            for key in ("line", "character"):
+                v = pos.get(key) if isinstance(pos, dict) else None
+                if isinstance(v, int) and not isinstance(v, bool):
+                    pos[key] = min(max(v, 0), UINTEGER_MAX)
 
 
 class AlpineProtocol(LanguageServerProtocol):
     """Hands document notifications straight to our handlers (the engine keeps the text)."""
+
+    def structure_message(self, data: dict):
+        if data.get("method") == types.TEXT_DOCUMENT_DID_CHANGE and "jsonrpc" in data:
+            _clamp_edit_positions(data.get("params"))
+        return super().structure_message(data)
 
     def _user(self, method: str, params):
         if (handler := self.fm.features.get(method)) is not None:
