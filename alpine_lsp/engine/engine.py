@@ -10,6 +10,7 @@ receives `DocumentResult`s through a callback, on the worker thread. Invariants:
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -29,6 +30,8 @@ from .settings import Settings
 from .stats import Stats
 
 log = logging.getLogger(__name__)
+# A client's JSON may carry unpaired \\udXXX escapes; the tokenizer refuses such strings.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass
@@ -105,7 +108,7 @@ class Scorer:
         todo: dict[str, str] = {}
         for f in functions:
             if f.hash not in found:
-                todo.setdefault(f.hash, f.text)
+                todo.setdefault(f.hash, _LONE_SURROGATE.sub("\ufffd", f.text))
         if todo:
             t0 = time.perf_counter()
             before = model.forwards
