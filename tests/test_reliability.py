@@ -531,6 +531,26 @@ async def test_twenty_thousand_line_file(u16):
 
 
 @mod
+async def test_minified_one_line_file_with_non_ascii(u16):
+    """Thousands of functions on one long line after a non-ASCII character: converting each
+    name's column to the client's units must not take the event loop for seconds."""
+    await model_ready(u16.client)
+    n = 1500
+    text = 'var s="é😀";' + "".join(f"function f{i}(a){{return a+{i}}}" for i in range(n))
+    uri = open_uri(u16, "bundle.min.js", text, language="javascript")
+    items = await pull(u16, uri)  # scoring happens here too: warm it up
+    assert len(ranges(items)) == n
+    assert ranges(items)[-1] == name_range(text, f"f{n - 1}", "utf-16")
+    t0 = time.perf_counter()
+    h = await hover(u16, uri, 0, ranges(items)[-1][1] + 1)
+    items = await pull(u16, uri)
+    took = time.perf_counter() - t0
+    assert h is not None and len(items) == n
+    assert took < 3, f"hover + pull of a scored document took {took:.1f}s"
+    close_uri(u16, uri)
+
+
+@mod
 async def test_function_longer_than_max_tokens_is_truncated(u16):
     await model_ready(u16.client)
     stmts = "\n".join(f"    x = x * {i} + {i};" for i in range(200))
