@@ -45,7 +45,13 @@ def to_client(line: str, codepoint: int, encoding: str = "utf-16") -> int:
     head = line[: max(0, codepoint)]
     if encoding == "utf-32" or head.isascii():
         return len(head)
-    return sum(_units(ch, encoding) for ch in head)
+    # Measured by the codec, not per character in Python: a minified line holds thousands of
+    # names, and this runs for each on the event loop. Same widths as _units.
+    if encoding == "utf-16":
+        return len(head.encode("utf-16-le", "surrogatepass")) // 2
+    if encoding == "utf-8":
+        return len(head.encode("utf-8", "surrogatepass"))
+    return len(head)
 
 
 def clamp_position(lines: list[str], line: int, character: int, encoding: str) -> tuple[int, int]:
