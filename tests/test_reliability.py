@@ -868,6 +868,29 @@ def test_engine_skip_state_follows_the_text():
         eng.stop()
 
 
+def test_engine_settings_change_applies_to_open_documents():
+    """alpine.languages and alpine.maxFileSize changed while files are open: the same
+    documents as a fresh open would analyse, without reopening them."""
+    from alpine_lsp.engine.settings import Settings
+
+    eng = make_engine()
+    c, py = "file:///a.c", "file:///b.py"
+    try:
+        eng.open(c, "int f(void) { return 0; }\n", "c", 1)
+        eng.open(py, "def g():\n    return 1\n", "python", 1)
+        eng.update_settings(Settings(languages=("python",)))
+        assert "alpine.languages" in (eng.docs[c].skipped or "")
+        assert eng.docs[py].skipped is None
+        eng.update_settings(Settings(max_file_size=12))
+        assert eng.docs[c].skipped and eng.docs[py].skipped
+        eng.update_settings(Settings())
+        assert eng.docs[c].skipped is None and eng.docs[py].skipped is None
+        assert [f.name for f in eng.docs[c].parsed.functions()] == ["f"]
+        assert [f.name for f in eng.docs[py].parsed.functions()] == ["g"]
+    finally:
+        eng.stop()
+
+
 def test_engine_indexes_invalid_utf8_files(tiny_model_dir, tmp_path):
     root = tmp_path / "ws"
     root.mkdir()
