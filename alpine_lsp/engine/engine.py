@@ -176,6 +176,9 @@ class Engine:
     def update_settings(self, settings: Settings) -> None:
         old = self.settings
         self.settings = settings
+        for state in list(self.docs.values()):  # alpine.languages, alpine.maxFileSize
+            with state.lock:
+                self._recheck_skip(state)
         if settings.model_key() != old.model_key():
             self.load_model()  # re-analysis follows when it is ready
         else:
@@ -221,10 +224,7 @@ class Engine:
                     text = new if rng is None else _splice(text, rng, new, encoding)
                 if full_text is not None:
                     text = full_text
-                reason = skip_reason(text, self.settings, state.language)
-                state.skipped, state.raw = reason, text
-                if reason is None and state.language:
-                    state.parsed, state.raw = ParsedDocument(text, state.language), None
+                state.raw = text
             else:
                 for rng, text in edits:
                     if rng is None:
@@ -239,12 +239,20 @@ class Engine:
                 if full_text is not None and state.parsed.text != full_text:
                     log.warning("%s: edit stream diverged from the client; resynchronising", uri)
                     state.parsed.replace_text(full_text)
-                # Whether a document is analysed depends on its text, not on its history.
-                reason = skip_reason(state.parsed.text, self.settings, state.language)
-                if reason:
-                    log.info("%s: not analysed: %s", uri, reason)
-                    state.skipped, state.raw, state.parsed = reason, state.parsed.text, None
+            self._recheck_skip(state)
         self.worker.schedule(uri, self.settings.debounce_ms / 1000)
+
+    def _recheck_skip(self, state: DocumentState) -> None:
+        """Parse or skip a document by its current text and the settings (lock held): whether
+        it is analysed depends on them, not on its history."""
+        text = state.parsed.text if state.parsed is not None else state.raw or ""
+        reason = skip_reason(text, self.settings, state.language)
+        if reason and state.parsed is not None:
+            log.info("%s: not analysed: %s", state.uri, reason)
+            state.parsed, state.raw = None, text
+        elif reason is None and state.parsed is None and state.language:
+            state.parsed, state.raw = ParsedDocument(text, state.language), None
+        state.skipped = reason
 
     def close(self, uri: str) -> None:
         with self._docs_lock:
