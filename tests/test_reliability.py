@@ -133,6 +133,20 @@ def lsp_settings(model: Path, **extra) -> dict:
     return out
 
 
+def index_name(root: Path) -> str:
+    """The file name the server gives the similar-code index of a workspace."""
+    from alpine_lsp.index import index_db_path
+
+    saved = os.environ.get("ALPINE_LSP_CACHE_DIR")
+    os.environ["ALPINE_LSP_CACHE_DIR"] = str(root.parent / "scratch-cache")
+    try:
+        return index_db_path(root).name
+    finally:
+        os.environ["ALPINE_LSP_CACHE_DIR"] = saved or ""
+        if saved is None:
+            del os.environ["ALPINE_LSP_CACHE_DIR"]
+
+
 @dataclass
 class Srv:
     client: LanguageClient
@@ -201,6 +215,8 @@ async def servers(tiny_model_dir, tmp_path_factory):
     cache8 = base / "cache8"
     cache8.mkdir(mode=0o700)
     (cache8 / "scores.sqlite").write_bytes(bytes(range(256)) * 64)  # not a database
+    (cache8 / "index").mkdir(mode=0o700)
+    (cache8 / "index" / index_name(root)).write_bytes(b"SQLite format 3\x00" + b"\xee" * 8192)
     a, b = await asyncio.gather(
         launch(root, base / "cache16", base / "u16.log",
                lsp_settings(tiny_model_dir, maxFileSize=1_000_000)),
@@ -315,7 +331,8 @@ mod = pytest.mark.asyncio(loop_scope="module")
 # -- bad input --------------------------------------------------------------------------------
 @mod
 async def test_start_over_a_damaged_score_cache_rebuilds_it(u8):
-    """Garbage bytes in scores.sqlite before start: moved aside, rebuilt, scoring works."""
+    """Garbage bytes in scores.sqlite (and the index) before start: moved aside, rebuilt,
+    scoring works."""
     await model_ready(u8.client)
     uri = open_uri(u8, "cache_check.c", C_SOURCE)
     assert ranges(await pull(u8, uri)) == expected(C_SOURCE, "utf-8")
@@ -326,6 +343,8 @@ async def test_start_over_a_damaged_score_cache_rebuilds_it(u8):
     with sqlite3.connect(db) as con:
         assert con.execute("SELECT count(*) FROM scores").fetchone()[0] >= 3
     assert "rebuilding" in u8.log_text()
+    # The similar-code index was damaged too: set aside, rebuilt, and it holds the functions.
+    assert s["index_functions"] >= 3
     close_uri(u8, uri)
 
 
@@ -382,6 +401,53 @@ async def test_file_over_max_file_size_is_skipped_with_a_log_line(u8):
     assert len(small.encode()) < 4096
     assert ranges(await pull(u8, uri)) == expected(small, "utf-8")
     close_uri(u8, uri)
+
+
+@mod
+async def test_requests_about_unknown_documents_and_positions(u16):
+    await model_ready(u16.client)
+    c = u16.client
+    ghost = u16.uri("never_opened.c")
+    assert await pull(u16, ghost) == []
+    assert await hover(u16, ghost, 0, 0) is None
+    uri = open_uri(u16, "odd.c", C_SOURCE)
+    items = await pull(u16, uri)
+    assert await hover(u16, uri, 10**6, 10**6) is None
+    assert await hover(u16, uri, 2, 10**6) is None
+    far = types.Range(
+        start=types.Position(line=10**6, character=0), end=types.Position(line=10**6, character=9)
+    )
+    stale = types.Diagnostic(
+        range=far, message="possible defect (p=0.99)", source="alpine", code="defect-risk"
+    )
+    for target in (uri, ghost):
+        actions = await c.text_document_code_action_async(
+            types.CodeActionParams(
+                text_document=types.TextDocumentIdentifier(uri=target),
+                range=far,
+                context=types.CodeActionContext(diagnostics=[stale, *items[:1]]),
+            )
+        )
+        assert all(a.edit is not None for a in actions or [])
+        lens = await c.text_document_code_lens_async(
+            types.CodeLensParams(text_document=types.TextDocumentIdentifier(uri=target))
+        )
+        assert not lens
+    for args in ([], [uri], ["x", "y"], [uri, 10**6], [[uri, -5]]):
+        with contextlib.suppress(Exception):  # an error response is fine; a dead server is not
+            await c.workspace_execute_command_async(
+                types.ExecuteCommandParams(command="alpine.showSimilar", arguments=args)
+            )
+    change_unknown = types.DidChangeTextDocumentParams(
+        text_document=types.VersionedTextDocumentIdentifier(uri=ghost, version=3),
+        content_changes=[types.TextDocumentContentChangeWholeDocument(text="int z(void);")],
+    )
+    c.text_document_did_change(change_unknown)
+    close_uri(u16, ghost)
+    close_uri(u16, ghost)
+    assert summary(await pull(u16, uri)) == summary(items)
+    close_uri(u16, uri)
+    await alive(u16)
 
 
 @mod
@@ -685,6 +751,26 @@ async def test_bad_model_directories_fail_clearly(tiny_model_dir, tmp_path):
             msg = client.messages[-1]
             assert msg.type == types.MessageType.Error and words in msg.message
         assert client._server.returncode is None
+        # Settings of the wrong types: warnings for the user, nothing else changes.
+        shown = len(client.messages)
+        junk = {
+            "threshold": "high", "maxFileSize": -1, "languages": "c", "similarity": 5,
+            "pruning": {"layers": "bogus", "alpha": "x"}, "severity": 3, "maxTokens": [1],
+            "model": str(a_file),
+        }
+        client.set_configuration({"alpine": junk})
+        client.workspace_did_change_configuration(
+            types.DidChangeConfigurationParams(settings={"alpine": junk})
+        )
+        await _wait(lambda: len(client.messages) >= shown + 5, 10)
+        warned = [m.message for m in client.messages[shown:] if "settings:" in m.message]
+        assert len(warned) >= 5 and all(
+            m.type == types.MessageType.Warning
+            for m in client.messages[shown:]
+            if "settings:" in m.message
+        ), warned
+        s = await stats(client)
+        assert s["model"]["state"] == "failed" and str(a_file) in s["model"]["error"]
         conf = lsp_settings(tiny_model_dir)
         client.set_configuration({"alpine": conf})
         client.workspace_did_change_configuration(
