@@ -293,16 +293,18 @@ class Engine:
             file_ignored=ignored_file,
         )
         scores = None
+        failed = False
         if functions and not skipped:
             try:
                 scores = self.scorer.score(functions, state.language or "")
             except Exception:
                 log.exception("%s: scoring failed", uri)
                 self.stats.add("errors")
+                failed = True  # final for this version: waiting would not bring scores
         if state.version != version or self.docs.get(uri) is not state:
             self.stats.add("results_dropped")
             return
-        result.scored = scores is not None or not functions or skipped is not None
+        result.scored = scores is not None or failed or not functions or skipped is not None
         similar = self._similar(uri, state.language, functions, scores)
         threshold = result.threshold if result.threshold is not None else 1.1
         for i, f in enumerate(functions):

@@ -125,7 +125,10 @@ async def wait_current(ls: AlpineServer, uri: str, timeout: float = 120.0) -> Do
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         res = state.result
-        settled = ls.engine.holder.state in ("ready", "failed")
+        # "ready" is not settled: the model turns ready before open documents are re-scored,
+        # and a client without workspace/diagnostic/refresh (Neovim 0.11) would keep an empty
+        # answer until the next edit.
+        settled = ls.engine.holder.state == "failed"
         if res is not None and res.version == state.version and (res.scored or settled):
             return res
         remaining = deadline - asyncio.get_running_loop().time()
