@@ -226,6 +226,8 @@ async def test_settings_change_republishes(workspace, tiny_model_dir, tmp_path):
         open_doc(client, path, C_SOURCE)
         assert len(await pushed(client, path, 1)) == 3
         client.diagnostics.pop(path.as_uri())
+        # VS Code answers workspace/configuration: the server asks for the new section.
+        client.set_configuration({"alpine": settings(tiny_model_dir, threshold=1.0)})
         client.workspace_did_change_configuration(
             types.DidChangeConfigurationParams(
                 settings={"alpine": settings(tiny_model_dir, threshold=1.0)}
@@ -244,7 +246,7 @@ async def test_missing_model_reports_and_stays_up(workspace, tmp_path):
     try:
         s = await model_ready(client)
         assert s["model"]["state"] == "failed"
-        assert "does not exist" in s["model"]["error"]
+        assert "must be an existing local directory" in s["model"]["error"]
         await wait_for(lambda: client.messages)
         assert client.messages[0].type == types.MessageType.Error
         assert str(missing) in client.messages[0].message

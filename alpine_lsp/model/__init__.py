@@ -4,7 +4,13 @@ Heavy names (anything that needs torch) load lazily, so the server can answer `i
 before torch is imported.
 """
 
+import os
 from importlib import import_module
+
+# Offline by construction, set before anything imports transformers or huggingface_hub:
+# nothing in this package may reach a model hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from .score import FunctionScore, ModelLoadError
 
