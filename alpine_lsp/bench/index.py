@@ -95,22 +95,7 @@ def index_files(
         store.replace_file(
             uri,
             [
-                IndexEntry(
-                    uri=uri,
-                    name=f.name,
-                    start_line=f.start_line,
-                    start_col=f.start_col,
-                    end_line=f.end_line,
-                    end_col=f.end_col,
-                    name_start_line=f.name_start_line,
-                    name_start_col=f.name_start_col,
-                    name_end_line=f.name_end_line,
-                    name_end_col=f.name_end_col,
-                    language=language,
-                    hash=f.hash,
-                    fingerprint=fingerprint,
-                    embedding=vectors[f.hash],
-                )
+                IndexEntry.from_function(uri, language, f, fingerprint, vectors[f.hash])
                 for f in functions
             ],
         )

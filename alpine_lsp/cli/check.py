@@ -231,22 +231,7 @@ def run_check(args: argparse.Namespace) -> tuple[dict, int]:
                 index.replace_file(
                     uri,
                     [
-                        IndexEntry(
-                            uri=uri,
-                            name=f.name,
-                            start_line=f.start_line,
-                            start_col=f.start_col,
-                            end_line=f.end_line,
-                            end_col=f.end_col,
-                            name_start_line=f.name_start_line,
-                            name_start_col=f.name_start_col,
-                            name_end_line=f.name_end_line,
-                            name_end_col=f.name_end_col,
-                            language=language,
-                            hash=f.hash,
-                            fingerprint=model.fingerprint,
-                            embedding=s.embedding,
-                        )
+                        IndexEntry.from_function(uri, language, f, model.fingerprint, s.embedding)
                         for f, s in zip(functions, scores, strict=True)
                     ],
                 )

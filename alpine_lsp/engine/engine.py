@@ -496,19 +496,4 @@ def _splice(text: str, rng: tuple[int, int, int, int], new: str, encoding: str) 
 
 
 def _entry(uri: str, language: str, f: Function, s: FunctionScore, fingerprint: str) -> IndexEntry:
-    return IndexEntry(
-        uri=uri,
-        name=f.name,
-        start_line=f.start_line,
-        start_col=f.start_col,
-        end_line=f.end_line,
-        end_col=f.end_col,
-        name_start_line=f.name_start_line,
-        name_start_col=f.name_start_col,
-        name_end_line=f.name_end_line,
-        name_end_col=f.name_end_col,
-        language=language,
-        hash=f.hash,
-        fingerprint=fingerprint,
-        embedding=s.embedding,
-    )
+    return IndexEntry.from_function(uri, language, f, fingerprint, s.embedding)

@@ -89,6 +89,28 @@ class IndexEntry:
     fingerprint: str
     embedding: np.ndarray
 
+    @classmethod
+    def from_function(
+        cls, uri: str, language: str, f, fingerprint: str, embedding: np.ndarray
+    ) -> IndexEntry:
+        """An entry for a parsed function (anything with Function's range, name and hash)."""
+        return cls(
+            uri=uri,
+            name=f.name,
+            start_line=f.start_line,
+            start_col=f.start_col,
+            end_line=f.end_line,
+            end_col=f.end_col,
+            name_start_line=f.name_start_line,
+            name_start_col=f.name_start_col,
+            name_end_line=f.name_end_line,
+            name_end_col=f.name_end_col,
+            language=language,
+            hash=f.hash,
+            fingerprint=fingerprint,
+            embedding=embedding,
+        )
+
 
 @dataclass(frozen=True)
 class Match:

@@ -20,39 +20,11 @@ log = logging.getLogger(__name__)
 SKIP_DIRS = frozenset({".git", ".hg", ".svn", "node_modules", ".venv", "__pycache__"})
 BINARY_PROBE = 8192  # a NUL byte in this many leading bytes marks a binary file
 
-# Used only while alpine_lsp.parsing cannot be imported; the same extensions as its map.
-_EXTENSIONS: dict[str, str] = {
-    ".c": "c",
-    ".h": "c",
-    ".cc": "cpp",
-    ".cpp": "cpp",
-    ".cxx": "cpp",
-    ".hpp": "cpp",
-    ".hh": "cpp",
-    ".java": "java",
-    ".py": "python",
-    ".js": "javascript",
-    ".mjs": "javascript",
-    ".cjs": "javascript",
-    ".jsx": "javascript",
-    ".ts": "typescript",
-    ".tsx": "tsx",
-    ".go": "go",
-    ".rs": "rust",
-}
-
-
-def _local_language_for(name: str) -> str | None:
-    dot = name.rfind(".")
-    return _EXTENSIONS.get(name[dot:].lower()) if dot > 0 else None
-
 
 def _language_lookup() -> Callable[[str], str | None]:
     # Imported when first needed so that the store never pulls in tree-sitter.
-    try:
-        from ..parsing import language_for
-    except ImportError:
-        return _local_language_for
+    from ..parsing import language_for
+
     return language_for
 
 
