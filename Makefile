@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # The CPU build lies on disk here; people with a GPU install their own torch first.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: venv demo test lint format clean
+.PHONY: venv demo test lint format clean vscode
 
 venv: $(VENV)/.installed
 
@@ -30,6 +30,10 @@ lint: venv
 format: venv
 	$(VENV)/bin/ruff format alpine_lsp tests
 	$(VENV)/bin/ruff check --fix alpine_lsp tests
+
+# The VS Code extension: compile it (CI), `npx @vscode/vsce package` in editors/vscode for a .vsix.
+vscode:
+	cd editors/vscode && npm ci --no-audit --no-fund && npm run compile
 
 clean:
 	rm -rf $(VENV) build *.egg-info
