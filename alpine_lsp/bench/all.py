@@ -23,10 +23,15 @@ def _run(module: str, argv: list[str]) -> dict:
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         code = importlib.import_module(module).main([*argv, "--json"])
-    lines = [line for line in buf.getvalue().splitlines() if line.strip().startswith("{")]
-    if code or not lines:
-        return {"error": f"exit {code}", "output": buf.getvalue()[-500:]}
-    return json.loads(lines[-1])
+    text = buf.getvalue()
+    # The JSON document is the last thing printed; it may span several (indented) lines.
+    starts = [i for i, line in enumerate(text.splitlines()) if line.startswith("{")]
+    if code or not starts:
+        return {"error": f"exit {code}", "output": text[-500:]}
+    try:
+        return json.loads("\n".join(text.splitlines()[starts[-1] :]))
+    except ValueError:
+        return {"error": "no JSON in the output", "output": text[-500:]}
 
 
 def _get(d: dict, *path, default=None):
