@@ -31,7 +31,15 @@ import pytest_asyncio
 from lsprotocol import types
 from pytest_lsp.client import LanguageClient, make_test_lsp_client
 
-from tests.lsp_util import C_SOURCE, model_ready, neovim_caps, open_doc, stats, stop
+from tests.lsp_util import (
+    C_SOURCE,
+    model_ready,
+    neovim_caps,
+    open_doc,
+    stats,
+    stop,
+    wait_for,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 EOL = re.compile(r"\r\n|\r|\n")
@@ -218,10 +226,19 @@ async def servers(tiny_model_dir, tmp_path_factory):
     (cache8 / "index").mkdir(mode=0o700)
     (cache8 / "index" / index_name(root)).write_bytes(b"SQLite format 3\x00" + b"\xee" * 8192)
     a, b = await asyncio.gather(
-        launch(root, base / "cache16", base / "u16.log",
-               lsp_settings(tiny_model_dir, maxFileSize=1_000_000)),
-        launch(root, cache8, base / "u8.log",
-               lsp_settings(tiny_model_dir, maxFileSize=4096), encodings=["utf-8"]),
+        launch(
+            root,
+            base / "cache16",
+            base / "u16.log",
+            lsp_settings(tiny_model_dir, maxFileSize=1_000_000),
+        ),
+        launch(
+            root,
+            cache8,
+            base / "u8.log",
+            lsp_settings(tiny_model_dir, maxFileSize=4096),
+            encodings=["utf-8"],
+        ),
     )
     pair = (
         Srv(a, root, base / "cache16", base / "u16.log", "utf-16"),
@@ -655,10 +672,20 @@ async def test_out_of_range_edits_are_clamped(u16):
         {
             "textDocument": {"uri": uri, "version": 98},
             "contentChanges": [
-                {"range": {"start": {"line": -1, "character": -5},
-                           "end": {"line": 0, "character": -1}}, "text": "/* neg */\n"},
-                {"range": {"start": {"line": 2**32 - 1, "character": 2**32 - 1},
-                           "end": {"line": 2**40, "character": 0}}, "text": "\n/* max */"},
+                {
+                    "range": {
+                        "start": {"line": -1, "character": -5},
+                        "end": {"line": 0, "character": -1},
+                    },
+                    "text": "/* neg */\n",
+                },
+                {
+                    "range": {
+                        "start": {"line": 2**32 - 1, "character": 2**32 - 1},
+                        "end": {"line": 2**40, "character": 0},
+                    },
+                    "text": "\n/* max */",
+                },
             ],
         },
     )
@@ -745,24 +772,29 @@ async def test_bad_model_directories_fail_clearly(tiny_model_dir, tmp_path):
                 err = s["model"]["error"] or ""
                 return s if s["model"]["state"] == "failed" and str(path) in err else None
 
-            s = await _wait(failed, 60)
+            s = await wait_for(failed, 60)
             assert words in s["model"]["error"], s["model"]["error"]
-            await _wait(lambda shown=shown: len(client.messages) > shown, 10)
+            await wait_for(lambda shown=shown: len(client.messages) > shown, 10)
             msg = client.messages[-1]
             assert msg.type == types.MessageType.Error and words in msg.message
         assert client._server.returncode is None
         # Settings of the wrong types: warnings for the user, nothing else changes.
         shown = len(client.messages)
         junk = {
-            "threshold": "high", "maxFileSize": -1, "languages": "c", "similarity": 5,
-            "pruning": {"layers": "bogus", "alpha": "x"}, "severity": 3, "maxTokens": [1],
+            "threshold": "high",
+            "maxFileSize": -1,
+            "languages": "c",
+            "similarity": 5,
+            "pruning": {"layers": "bogus", "alpha": "x"},
+            "severity": 3,
+            "maxTokens": [1],
             "model": str(a_file),
         }
         client.set_configuration({"alpine": junk})
         client.workspace_did_change_configuration(
             types.DidChangeConfigurationParams(settings={"alpine": junk})
         )
-        await _wait(lambda: len(client.messages) >= shown + 5, 10)
+        await wait_for(lambda: len(client.messages) >= shown + 5, 10)
         warned = [m.message for m in client.messages[shown:] if "settings:" in m.message]
         assert len(warned) >= 5 and all(
             m.type == types.MessageType.Warning
@@ -776,7 +808,7 @@ async def test_bad_model_directories_fail_clearly(tiny_model_dir, tmp_path):
         client.workspace_did_change_configuration(
             types.DidChangeConfigurationParams(settings={"alpine": conf})
         )
-        await _wait(lambda: _ready(client), 60)
+        await wait_for(lambda: _ready(client), 60)
         srv = Srv(client, root, tmp_path / "cache", tmp_path / "m.log", "utf-8")
         uri = open_uri(srv, "after.c", C_SOURCE)
         assert ranges(await pull(srv, uri)) == expected(C_SOURCE, "utf-8")
@@ -787,19 +819,6 @@ async def test_bad_model_directories_fail_clearly(tiny_model_dir, tmp_path):
 async def _ready(client):
     s = await stats(client)
     return s if s["model"]["state"] == "ready" else None
-
-
-async def _wait(predicate, timeout: float):
-    end = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise TimeoutError("condition not met in time")
-        await asyncio.sleep(0.05)
 
 
 def _mode(p: Path) -> int:
@@ -878,7 +897,11 @@ def test_model_api_sets_hf_hub_offline():
     env = {k: v for k, v in os.environ.items() if not k.endswith("_OFFLINE")}
     out = subprocess.run(
         [sys.executable, "-c", OFFLINE_PROBE.format(root=str(ROOT))],
-        env=env, capture_output=True, text=True, timeout=120, check=True,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     ).stdout.split()
     assert out[0] == "1"
 
@@ -903,7 +926,11 @@ def test_server_model_loading_is_offline_for_the_hub(tiny_model_dir):
     code = ENGINE_OFFLINE_PROBE.format(root=str(ROOT), model=str(tiny_model_dir))
     out = subprocess.run(
         [sys.executable, "-c", code],
-        env=env, capture_output=True, text=True, timeout=120, check=True,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     ).stdout.split()
     assert out == ["ready", "1", "True"]
 

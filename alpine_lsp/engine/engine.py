@@ -9,6 +9,7 @@ receives `DocumentResult`s through a callback, on the worker thread. Invariants:
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
@@ -472,6 +473,7 @@ class Engine:
             self.reanalyze_all()  # hints that pointed at the file go
 
 
+@functools.lru_cache(maxsize=4096)
 def index_uri(uri: str) -> str:
     """One spelling per file in the index, whether it came from a client or the disk walk
     (clients differ in percent-encoding and may name a file through a symlink)."""

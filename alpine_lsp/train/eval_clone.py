@@ -28,6 +28,7 @@ from .report import (
     fmt,
     latency,
     lengths_table,
+    metric_row,
     plot_path,
     plot_tokens,
     scoring_pass,
@@ -140,13 +141,7 @@ def markdown(res: dict, plot: Path | None) -> str:
     head = ["metric", "ALPINE (pruned)", "no pruning", *(["TF-IDF cosine"] if b else [])]
 
     def row(label: str, get) -> list:
-        vals = []
-        for c in cols:
-            try:
-                vals.append(get(c))
-            except KeyError:
-                vals.append(None)
-        return [label, *vals]
+        return metric_row(cols, label, get)
 
     rows = [
         row("ROC-AUC", lambda c: c["roc_auc"]),

@@ -26,6 +26,7 @@ from .report import (
     fmt,
     latency,
     lengths_table,
+    metric_row,
     plot_path,
     plot_tokens,
     scoring_pass,
@@ -130,13 +131,7 @@ def markdown(res: dict, plot: Path | None) -> str:
     head = ["metric", "ALPINE (pruned)", "no pruning", *(["TF-IDF + LR"] if b else [])]
 
     def row(label: str, get) -> list:
-        vals = []
-        for c in cols:
-            try:
-                vals.append(get(c))
-            except KeyError:
-                vals.append(None)
-        return [label, *vals]
+        return metric_row(cols, label, get)
 
     rows = [
         row("accuracy @0.5", lambda c: c["accuracy"]),

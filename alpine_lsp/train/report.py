@@ -171,3 +171,14 @@ def lengths_table(curves: dict[str, Sequence[float]]) -> str:
         for i in range(n)
     ]
     return table(["position", *names], rows)
+
+
+def metric_row(cols: list[dict], label: str, get) -> list:
+    """One table row: `get` applied to each column's results (None where a key is missing)."""
+    vals = []
+    for c in cols:
+        try:
+            vals.append(get(c))
+        except KeyError:
+            vals.append(None)
+    return [label, *vals]
