@@ -107,7 +107,10 @@ def parse_settings(raw: Any, base: Settings | None = None) -> tuple[Settings, li
             out["languages"] = tuple(x.lower() for x in langs)
         else:
             errors.append("alpine.languages must be a list of language names")
-    prune = {k.split(".", 1)[1]: v for k, v in flat.items() if k.startswith("pruning.")}
+    # null means "the model's own setting" (editors send their declared defaults).
+    prune = {
+        k.split(".", 1)[1]: v for k, v in flat.items() if k.startswith("pruning.") and v is not None
+    }
     if prune:
         current = base.pruning or PruningConfig()
         try:
