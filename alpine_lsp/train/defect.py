@@ -24,6 +24,7 @@ from ..model.files import ModelMeta, write_dir
 from ..model.network import ENCODERS, AlpineNetwork
 from ..model.tokenize import CodeTokenizer
 from ..pruning import PruningConfig
+from .checkpoint import load_state, save_state
 from .data import load_bcb, load_devign
 from .metrics import best_f1_threshold, precision_threshold
 
@@ -145,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clone-every", type=int, default=3, help="a clone batch every N steps")
     ap.add_argument("--clone-pairs", type=int, default=8, help="pairs per clone batch")
     ap.add_argument("--max-minutes", type=float, default=0, help="stop training after this long")
+    ap.add_argument(
+        "--stop-at-step", type=int, default=0, help="checkpoint and stop at this step (split a run)"
+    )
     ap.add_argument("--checkpoint-minutes", type=float, default=5.0)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--seed", type=int, default=13)
@@ -219,10 +223,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.resume and (ckpt / "state.json").is_file():
         state = json.loads((ckpt / "state.json").read_text())
         net.load_state_dict(load_file(str(ckpt / "net.safetensors")))
-        extra = torch.load(ckpt / "optim.pt", weights_only=True)
+        extra = load_state(ckpt, "optim")
         opt.load_state_dict(extra["opt"])
         sched.load_state_dict(extra["sched"])
         clone_bias.data.fill_(float(extra["clone_bias"]))
+        torch.set_rng_state(extra["torch_rng"])  # dropout masks continue as if never stopped
         step = int(state["step"])
         version, internal, gauss = state["rng"]
         rng.setstate((version, tuple(internal), gauss))
@@ -233,13 +238,15 @@ def main(argv: list[str] | None = None) -> int:
             {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()},
             str(ckpt / "net.safetensors"),
         )
-        torch.save(
+        save_state(
             {
                 "opt": opt.state_dict(),
                 "sched": sched.state_dict(),
                 "clone_bias": float(clone_bias.item()),
+                "torch_rng": torch.get_rng_state(),
             },
-            ckpt / "optim.pt",
+            ckpt,
+            "optim",
         )
         st = rng.getstate()
         (ckpt / "state.json").write_text(
@@ -252,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     while step < total:
         if args.max_minutes and (time.time() - started) / 60 > args.max_minutes:
             print(f"time budget reached at step {step}/{total}", flush=True)
+            break
+        if args.stop_at_step and step >= args.stop_at_step:
+            print(f"stopping at step {step}/{total} as asked; --resume continues", flush=True)
             break
         idx = batches[step]
         ids, mask = pad([train_rows[i] for i in idx], tok.pad_id)

@@ -1,0 +1,70 @@
+"""train defect on a tiny model: a run split with --stop-at-step/--resume equals one run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from alpine_lsp.model.tiny import create_tiny_model
+from alpine_lsp.train import defect
+from alpine_lsp.train.checkpoint import load_state, save_state
+from tests.test_eval_defect import synthetic_devign, write_devign
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("train")
+    return create_tiny_model(root / "base"), write_devign(root / "devign", synthetic_devign(48))
+
+
+def run(base: Path, data: Path, out: Path, *extra: str) -> None:
+    args = ["--data", str(data), "--base", str(base), "--out", str(out), "--batch-size", "4"]
+    args += ["--epochs", "1", "--threads", "1", "--seed", "3", *extra]
+    assert defect.main(args) == 0
+
+
+def test_split_run_equals_one_run(setup, tmp_path):
+    base, data = setup
+    run(base, data, tmp_path / "one")
+    run(base, data, tmp_path / "two", "--stop-at-step", "3")
+    ck = tmp_path / "two.ckpt"
+    assert load_state(ck, "optim")["opt"]["state"], "optimizer state was checkpointed"
+    run(base, data, tmp_path / "two", "--resume")
+    a = load_file(str(tmp_path / "one.ckpt" / "net.safetensors"))
+    b = load_file(str(ck / "net.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], msg=k)
+    # The split run did train: weights moved away from the base.
+    base_w = load_file(str(base / "model.safetensors"))
+    k = next(k for k in base_w if k.startswith("defect_head") and k.endswith("weight"))
+    assert not torch.allclose(base_w[k].float(), b[k].float())
+
+
+def test_checkpoint_holds_no_pickle(setup, tmp_path):
+    base, data = setup
+    run(base, data, tmp_path / "m", "--stop-at-step", "2")
+    names = sorted(p.name for p in (tmp_path / "m.ckpt").iterdir())
+    assert names == [
+        "net.safetensors",
+        "optim.json",
+        "optim.safetensors",
+        "state.json",
+        "tokenizer.json",
+    ]
+
+
+def test_state_round_trip(tmp_path):
+    states = {
+        "opt": {"state": {0: {"step": torch.tensor(3.0), "m": torch.ones(2, 2)}}, "lr": [0.1]},
+        "betas": (0.9, 0.999),
+        "name": "x",
+    }
+    save_state(states, tmp_path, "s")
+    back = load_state(tmp_path, "s")
+    assert list(back["opt"]["state"]) == [0]
+    torch.testing.assert_close(back["opt"]["state"][0]["m"], torch.ones(2, 2))
+    assert back["betas"] == [0.9, 0.999] and back["name"] == "x"
