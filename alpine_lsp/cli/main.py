@@ -13,6 +13,7 @@ import sys
 COMMANDS: dict[tuple[str, ...], str] = {
     ("check",): "alpine_lsp.cli.check",
     ("train", "defect"): "alpine_lsp.train.defect",
+    ("train", "lexical"): "alpine_lsp.train.lexical",
     ("eval", "defect"): "alpine_lsp.train.eval_defect",
     ("eval", "clone"): "alpine_lsp.train.eval_clone",
     ("bench", "pruning"): "alpine_lsp.bench.pruning",
@@ -26,6 +27,7 @@ USAGE = """usage: alpine-lsp [--stdio | --tcp HOST:PORT] [--log-file F] [-v]
        alpine-lsp check PATH... [--format text|json|sarif] [--all] [--threshold T]
                         [--fail-on-findings]
        alpine-lsp train defect --data DIR --out DIR [...]
+       alpine-lsp train lexical --model DIR --data DIR [--out DIR]
        alpine-lsp eval defect|clone --model DIR --data DIR [--json]
        alpine-lsp bench pruning|lsp|index|soak|all [--json]
        alpine-lsp --version"""

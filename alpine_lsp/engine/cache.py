@@ -31,6 +31,8 @@ def _to_row(s: FunctionScore) -> tuple:
         "truncated": s.truncated,
         "flops": s.flops,
         "ms": s.ms,
+        "parts": s.parts,
+        "lexical_terms": s.lexical_terms,
     }
     return s.probability, json.dumps(meta), np.asarray(s.embedding, np.float32).tobytes()
 
@@ -46,6 +48,8 @@ def _from_row(prob: float, meta_s: str, emb: bytes) -> FunctionScore:
         truncated=bool(meta["truncated"]),
         flops=int(meta["flops"]),
         ms=float(meta["ms"]),
+        parts={str(k): float(v) for k, v in meta.get("parts", {}).items()},
+        lexical_terms=[(str(t), float(w)) for t, w in meta.get("lexical_terms", [])],
     )
 
 

@@ -13,7 +13,8 @@ import numpy as np
 import torch
 
 from ..pruning import PruningConfig, encoder_flops
-from .files import BUNDLED_DIR, read_dir
+from .files import BUNDLED_DIR, Fusion, read_dir, read_lexical
+from .lexical import LexicalModel
 from .network import AlpineNetwork
 from .score import FunctionScore, ModelLoadError
 from .tokenize import CodeTokenizer
@@ -46,8 +47,14 @@ class AlpineModel:
         digest: str,
         path: Path,
         device: torch.device,
+        lexical: LexicalModel | None = None,
+        fusion: Fusion | None = None,
     ) -> None:
         self.net = net
+        self.lexical = lexical
+        self.fusion = fusion
+        # Off only to measure the encoder alone (eval defect); the server always fuses.
+        self.use_lexical = lexical is not None
         self.tokenizer = tokenizer
         self.meta = meta
         self.path = path
@@ -80,7 +87,10 @@ class AlpineModel:
     @property
     def fingerprint(self) -> str:
         """Changes whenever a score could change: weights, pruning, input length, truncation."""
-        key = f"{self._digest}|{self.pruning.to_dict()}|{self.max_tokens}|{self.truncation}"
+        key = (
+            f"{self._digest}|{self.pruning.to_dict()}|{self.max_tokens}|{self.truncation}"
+            f"|{self.use_lexical}"
+        )
         return hashlib.blake2b(key.encode(), digest_size=12).hexdigest()
 
     def info(self) -> dict:
@@ -96,6 +106,11 @@ class AlpineModel:
             "max_tokens": self.max_tokens,
             "threshold": self.threshold,
             "similarity_threshold": self.similarity_threshold,
+            "lexical": (
+                {"terms": len(self.lexical.vocabulary), "fusion": self.fusion.to_dict()}
+                if self.lexical and self.fusion and self.use_lexical
+                else None
+            ),
         }
 
     def configure(
@@ -103,7 +118,10 @@ class AlpineModel:
         pruning: PruningConfig | None = None,
         max_tokens: int | None = None,
         truncation: str | None = None,
+        lexical: bool | None = None,
     ) -> None:
+        if lexical is not None:
+            self.use_lexical = bool(lexical) and self.lexical is not None
         if pruning is not None:
             self.pruning = pruning
         if max_tokens is not None:
@@ -137,13 +155,14 @@ class AlpineModel:
             with self._lock, torch.inference_mode():
                 t0 = time.perf_counter()
                 out = self.net(ids, mask, cfg)
-                probs = torch.sigmoid(out.logit.float()).cpu().numpy()
+                enc_logits = out.logit.float().cpu().numpy().astype(np.float64)
                 embs = out.embedding.float().cpu().numpy()
                 lengths = out.alpine.lengths.cpu().numpy()
                 if self.device.type == "cuda":
                     torch.cuda.synchronize()
                 ms = (time.perf_counter() - t0) * 1000
                 self.forwards += 1
+            probs, parts = self._fuse([codes[i] for i in idx], enc_logits)
             origins = out.alpine.state.origin.cpu().numpy()
             scores = out.alpine.scores.float().cpu().numpy() if explain else None
             for row, i in enumerate(idx):
@@ -160,8 +179,23 @@ class AlpineModel:
                     truncated=batch.truncated[row],
                     flops=sum(encoder_flops(lens, enc.hidden_size, enc.intermediate_size)),
                     ms=ms,
+                    parts={k: float(v[row]) for k, v in parts.items()},
+                    lexical_terms=(
+                        self.lexical.explain(codes[i])
+                        if explain and self.lexical and self.use_lexical
+                        else []
+                    ),
                 )
         return results  # type: ignore[return-value]
+
+    def _fuse(self, codes: list[str], enc_logits: np.ndarray) -> tuple[np.ndarray, dict]:
+        """Final probabilities, and the two halves' own probabilities when fused."""
+        if not (self.use_lexical and self.lexical and self.fusion):
+            return _sigmoid(enc_logits), {}
+        lex_logits = self.lexical.logits(codes)
+        f = self.fusion
+        fused = f.encoder * enc_logits + f.lexical * lex_logits + f.bias
+        return _sigmoid(fused), {"encoder": _sigmoid(enc_logits), "lexical": _sigmoid(lex_logits)}
 
     def defect_probability(self, codes: list[str], language: str = "c") -> list[float]:
         return [s.probability for s in self.score(codes, language)]
@@ -171,6 +205,10 @@ class AlpineModel:
         if not scores:
             return np.zeros((0, self.embedding_dim), dtype=np.float32)
         return np.stack([s.embedding for s in scores])
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -60, 60)))
 
 
 def _top_tokens(tokens: list[str], origins, scores, k: int = 5) -> list[tuple[str, float]]:
@@ -206,8 +244,9 @@ def load_model(
         torch.set_num_threads(int(threads))
     dev = pick_device(device)
     net, tok, meta, digest = read_dir(where)
+    lexical, fusion, lex_digest = read_lexical(where, meta)
     if dev.type == "cuda":
         net = net.half()
-    model = AlpineModel(net.to(dev), tok, meta, digest, where, dev)
+    model = AlpineModel(net.to(dev), tok, meta, digest + lex_digest, where, dev, lexical, fusion)
     model.configure(pruning=pruning, max_tokens=max_tokens)
     return model

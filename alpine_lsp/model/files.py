@@ -5,7 +5,9 @@ Layout of a model directory:
   config.json        the encoder's transformers config (model_type bert or roberta)
   tokenizer.json     a `tokenizers` tokenizer
   model.safetensors  encoder.*, defect_head.*, embed_head.* tensors (fp16 or fp32)
-  alpine.json        name, special tokens, pruning, max_tokens, truncation, thresholds, metrics
+  alpine.json        name, special tokens, pruning, max_tokens, truncation, thresholds, metrics,
+                     and "fusion" weights when the lexical half is present
+  lexical.json, lexical.safetensors   optional: the TF-IDF + logistic-regression half (lexical.py)
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..pruning import PruningConfig
+from .lexical import JSON_NAME as LEXICAL_JSON
+from .lexical import WEIGHTS_NAME as LEXICAL_WEIGHTS
+from .lexical import LexicalModel
 from .network import ENCODERS, AlpineNetwork
 from .score import ModelLoadError
 from .tokenize import CodeTokenizer
@@ -149,6 +154,41 @@ def read_dir(path: str | os.PathLike) -> tuple[AlpineNetwork, CodeTokenizer, Mod
     except Exception as e:  # tokenizers raises its own Exception type
         raise ModelLoadError(f"{p / 'tokenizer.json'} cannot be used: {e}") from None
     return net.eval(), tok, meta, weights_digest(p / "model.safetensors")
+
+
+@dataclass
+class Fusion:
+    """p = sigmoid(encoder * encoder_logit + lexical * lexical_logit + bias)."""
+
+    encoder: float
+    lexical: float
+    bias: float
+
+    def to_dict(self) -> dict:
+        return {"encoder": self.encoder, "lexical": self.lexical, "bias": self.bias}
+
+
+def read_lexical(p: Path, meta: ModelMeta) -> tuple[LexicalModel | None, Fusion | None, str]:
+    """The optional lexical half: (model, fusion weights, digest), or (None, None, "")."""
+    has = [(p / n).is_file() for n in (LEXICAL_JSON, LEXICAL_WEIGHTS)]
+    if not any(has):
+        return None, None, ""
+    if not all(has):
+        raise ModelLoadError(
+            f"model directory {p} has only one of {LEXICAL_JSON}, {LEXICAL_WEIGHTS}"
+        )
+    f = meta.extra.get("fusion")
+    try:
+        fusion = Fusion(float(f["encoder"]), float(f["lexical"]), float(f["bias"]))
+    except (TypeError, KeyError, ValueError):
+        raise ModelLoadError(
+            f"{p / 'alpine.json'} lacks valid fusion weights for the lexical half"
+        ) from None
+    try:
+        lex = LexicalModel.load(p)
+    except (SafetensorError, OSError, ValueError, KeyError, TypeError) as e:
+        raise ModelLoadError(f"{p / LEXICAL_WEIGHTS} or {LEXICAL_JSON} is damaged: {e}") from None
+    return lex, fusion, weights_digest(p / LEXICAL_WEIGHTS) + weights_digest(p / LEXICAL_JSON)
 
 
 def write_dir(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -23,3 +23,7 @@ class FunctionScore:
     truncated: bool
     flops: int
     ms: float  # wall time of the forward pass that scored this function (its batch)
+    # With a lexical half: {"encoder": p, "lexical": p} before fusion, and the lexical n-grams
+    # that raised the score most (explain only).
+    parts: dict[str, float] = field(default_factory=dict)
+    lexical_terms: list[tuple[str, float]] = field(default_factory=list)

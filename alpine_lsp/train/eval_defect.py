@@ -18,6 +18,7 @@ import numpy as np
 from ..bench.common import sample
 from ..model import ModelLoadError, load_model
 from .data import load_devign
+from .lexical import C_GRID, fit_tfidf
 from .metrics import precision_at_top, precision_threshold, prf, roc_auc
 from .report import (
     add_ratios,
@@ -31,10 +32,8 @@ from .report import (
     plot_tokens,
     scoring_pass,
     table,
-    tfidf,
 )
 
-C_GRID = (0.1, 0.3, 1.0, 3.0, 10.0)
 SEED = 7
 
 
@@ -65,28 +64,12 @@ def defect_metrics(probs: np.ndarray, labels: np.ndarray, threshold: float) -> d
 
 def tfidf_baseline(train: list[dict], valid: list[dict], test: list[dict]) -> dict:
     """TF-IDF over code tokens + logistic regression; C picked by valid ROC-AUC, and the
-    threshold calibrated on valid by the same rule training uses for the model's threshold."""
-    from sklearn.linear_model import LogisticRegression
-
+    threshold calibrated on valid by the same rule training uses for the model's threshold.
+    The same fit `train lexical` ships as the model's lexical half."""
     t0 = time.perf_counter()
-    vec = tfidf(len(train))
-    x_train = vec.fit_transform([r["func"] for r in train])
-    y_train = np.array([r["target"] for r in train])
-    x_valid = vec.transform([r["func"] for r in valid])
+    vec, clf, c, by_c = fit_tfidf(train, valid)
     y_valid = np.array([r["target"] for r in valid])
-    by_c: dict[str, float] = {}
-    best: tuple[float, float, object] = (-1.0, 0.0, None)
-    for c in C_GRID:
-        clf = LogisticRegression(C=c, max_iter=2000, solver="liblinear").fit(x_train, y_train)
-        pv = clf.predict_proba(x_valid)[:, 1]
-        auc = roc_auc(pv, y_valid)
-        # A one-class valid subset (tiny --limit) has no AUC; fall back to accuracy.
-        key = auc if np.isfinite(auc) else float(((pv >= 0.5) == y_valid).mean())
-        by_c[str(c)] = auc
-        if key > best[0]:
-            best = (key, c, clf)
-    _, c, clf = best
-    pv = clf.predict_proba(x_valid)[:, 1]
+    pv = clf.predict_proba(vec.transform([r["func"] for r in valid]))[:, 1]
     threshold = precision_threshold(pv, y_valid, 0.70, min_share=0.02)
     pt = clf.predict_proba(vec.transform([r["func"] for r in test]))[:, 1]
     return {
@@ -126,9 +109,15 @@ def compare_truncation(model, codes: list[str], labels: np.ndarray, own_scores: 
 
 
 def markdown(res: dict, plot: Path | None) -> str:
-    p, u, b = res["pruned"], res["none"], res["baseline"]
-    cols = [p, u, b] if b else [p, u]
-    head = ["metric", "ALPINE (pruned)", "no pruning", *(["TF-IDF + LR"] if b else [])]
+    p, u, b, e = res["pruned"], res["none"], res["baseline"], res.get("encoder_only")
+    cols = [p, u, *([e] if e else []), *([b] if b else [])]
+    head = [
+        "metric",
+        "ALPINE (pruned)",
+        "no pruning",
+        *(["encoder alone (pruned)"] if e else []),
+        *(["TF-IDF + LR"] if b else []),
+    ]
 
     def row(label: str, get) -> list:
         return metric_row(cols, label, get)
@@ -295,6 +284,19 @@ def main(argv: list[str] | None = None) -> int:
         }
         if name == "pruned":
             own_scores = scores
+    if model.lexical is not None:
+        # The shipped score fuses encoder and lexical half; show what the encoder does alone.
+        model.configure(lexical=False)
+        scores, _ = scoring_pass(model, codes, configs["pruned"], "c")
+        model.configure(lexical=True)
+        enc_threshold = float(model.meta.extra.get("encoder_threshold", 0.5))
+        res["encoder_only"] = defect_metrics(
+            np.array([s.probability for s in scores]), labels, enc_threshold
+        )
+        res["notes"].append(
+            "the model fuses its encoder with a lexical half (TF-IDF + logistic regression, "
+            f"fusion {model.fusion.to_dict()}); 'encoder alone' drops the lexical half"
+        )
     res["memory_source"] = res["pruned"].pop("memory_source")
     res["none"].pop("memory_source")
     add_ratios(res)

@@ -1,0 +1,138 @@
+"""The lexical half of the defect score: TF-IDF over code tokens and a logistic regression.
+
+On Devign a linear model over token n-grams is a strong signal that a small encoder trained on
+two CPU cores does not reach on its own; the shipped score fuses both (weights fitted on the
+validation split, see MODEL.md). Stored beside the encoder as lexical.json (the tokenization and
+the vocabulary) and lexical.safetensors (idf, coef, intercept): data only, numpy only, no pickle.
+The transform matches scikit-learn's TfidfVectorizer(sublinear_tf=True, norm="l2") exactly, so
+training can use scikit-learn and the server does not need it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+JSON_NAME = "lexical.json"
+WEIGHTS_NAME = "lexical.safetensors"
+
+
+class LexicalModel:
+    def __init__(
+        self,
+        vocabulary: list[str],
+        idf: np.ndarray,
+        coef: np.ndarray,
+        intercept: float,
+        token_pattern: str,
+        ngram_range: tuple[int, int] = (1, 2),
+    ) -> None:
+        if not (len(vocabulary) == len(idf) == len(coef)):
+            raise ValueError("vocabulary, idf and coef differ in length")
+        self.vocabulary = vocabulary
+        self.index = {t: i for i, t in enumerate(vocabulary)}
+        self.idf = np.asarray(idf, dtype=np.float64)
+        self.coef = np.asarray(coef, dtype=np.float64)
+        self.intercept = float(intercept)
+        self.token_pattern = token_pattern
+        self.regex = re.compile(token_pattern)
+        self.ngram_range = (int(ngram_range[0]), int(ngram_range[1]))
+
+    # -- scoring ----------------------------------------------------------------------------
+    def _features(self, code: str) -> tuple[np.ndarray, np.ndarray]:
+        """(feature indices, l2-normalised tf-idf values) of one function."""
+        tokens = self.regex.findall(code)
+        lo, hi = self.ngram_range
+        counts: Counter[int] = Counter()
+        for n in range(lo, hi + 1):
+            for i in range(len(tokens) - n + 1):
+                j = self.index.get(" ".join(tokens[i : i + n]))
+                if j is not None:
+                    counts[j] += 1
+        if not counts:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        idx = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
+        tf = np.fromiter((1.0 + math.log(c) for c in counts.values()), float, len(counts))
+        vals = tf * self.idf[idx]
+        norm = float(np.sqrt((vals * vals).sum()))
+        return idx, vals / norm if norm > 0 else vals
+
+    def logits(self, codes: list[str]) -> np.ndarray:
+        out = np.empty(len(codes), dtype=np.float64)
+        for k, code in enumerate(codes):
+            idx, vals = self._features(code)
+            out[k] = float(vals @ self.coef[idx]) + self.intercept
+        return out
+
+    def explain(self, code: str, k: int = 5) -> list[tuple[str, float]]:
+        """The n-grams that pushed this function's lexical score up the most."""
+        idx, vals = self._features(code)
+        contrib = vals * self.coef[idx]
+        order = np.argsort(-contrib)[:k]
+        return [(self.vocabulary[idx[i]], float(contrib[i])) for i in order if contrib[i] > 0]
+
+    # -- files ------------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> None:
+        from safetensors.numpy import save_file
+
+        d = Path(directory)
+        meta = {
+            "format": 1,
+            "token_pattern": self.token_pattern,
+            "ngram_range": list(self.ngram_range),
+            "sublinear_tf": True,
+            "norm": "l2",
+            "vocabulary": self.vocabulary,
+        }
+        (d / JSON_NAME).write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+        save_file(
+            {
+                "idf": self.idf.astype(np.float32),
+                "coef": self.coef.astype(np.float32),
+                "intercept": np.array([self.intercept], dtype=np.float32),
+            },
+            str(d / WEIGHTS_NAME),
+        )
+
+    @classmethod
+    def load(cls, directory: str | Path) -> LexicalModel:
+        """Raises ValueError/OSError with the reason when the files are damaged."""
+        from safetensors.numpy import load_file
+
+        d = Path(directory)
+        meta = json.loads((d / JSON_NAME).read_text(encoding="utf-8"))
+        if meta.get("sublinear_tf") is not True or meta.get("norm") != "l2":
+            raise ValueError(f"{d / JSON_NAME}: only sublinear tf with l2 norm is supported")
+        w = load_file(str(d / WEIGHTS_NAME))
+        return cls(
+            vocabulary=[str(t) for t in meta["vocabulary"]],
+            idf=w["idf"],
+            coef=w["coef"],
+            intercept=float(w["intercept"][0]),
+            token_pattern=str(meta["token_pattern"]),
+            ngram_range=tuple(meta["ngram_range"]),
+        )
+
+    @classmethod
+    def from_sklearn(cls, vectorizer, classifier) -> LexicalModel:
+        """Convert a fitted TfidfVectorizer + binary LogisticRegression (training side only)."""
+        if not (vectorizer.sublinear_tf and vectorizer.norm == "l2" and not vectorizer.lowercase):
+            raise ValueError(
+                "expected TfidfVectorizer(sublinear_tf=True, norm='l2', lowercase=False)"
+            )
+        vocab = [""] * len(vectorizer.vocabulary_)
+        for term, i in vectorizer.vocabulary_.items():
+            vocab[i] = term
+        return cls(
+            vocabulary=vocab,
+            idf=vectorizer.idf_,
+            coef=classifier.coef_[0],
+            intercept=float(classifier.intercept_[0]),
+            token_pattern=vectorizer.token_pattern,
+            ngram_range=vectorizer.ngram_range,
+        )
