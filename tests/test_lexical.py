@@ -106,3 +106,31 @@ def test_damaged_lexical_half_is_a_clear_error(fused_model, tmp_path, damage):
         w.write_bytes(w.read_bytes()[:100])
     with pytest.raises(ModelLoadError, match=r"lexical|fusion"):
         load_model(d, device="cpu")
+
+
+async def test_hover_shows_both_halves(fused_model, tmp_path):
+    from lsprotocol import types
+
+    from tests.lsp_util import neovim_caps, open_doc, start, stop
+    from tests.test_server import pull, settings
+
+    root = tmp_path / "ws"
+    root.mkdir()
+    path = root / "copy.c"
+    text = f"int copy(char *src, int len)\n{{\n    {BAD}\n}}\n"
+    path.write_text(text)
+    client = await start(root, tmp_path / "cache", settings(fused_model), caps=neovim_caps())
+    try:
+        open_doc(client, path, text)
+        await pull(client, path)
+        hover = await client.text_document_hover_async(
+            types.HoverParams(
+                text_document=types.TextDocumentIdentifier(uri=path.as_uri()),
+                position=types.Position(line=0, character=5),
+            )
+        )
+        value = hover.contents.value
+        assert "lexical n-grams" in value and "encoder" in value
+        assert "raised the lexical score most" in value and "`strcpy" in value
+    finally:
+        await stop(client)

@@ -60,9 +60,17 @@ def render(ls: AlpineServer, fr: FunctionResult) -> str:
     lines.append(f"- tokens: {s.n_tokens}{trunc}")
     lines.append(f"- tokens per layer after pruning: {' → '.join(map(str, s.tokens_per_layer))}")
     lines.append(f"- {s.flops / 1e9:.2f} GFLOPs, {s.ms:.0f} ms")
+    if s.parts:
+        lines.append(
+            f"- encoder {s.parts.get('encoder', 0):.2f}, lexical n-grams "
+            f"{s.parts.get('lexical', 0):.2f} (fused into the probability above)"
+        )
     if s.top_tokens:
         why = ", ".join(f"`{t}`" for t, _ in s.top_tokens)
         lines.append(f"- why: tokens that survived to the last layer with most attention: {why}")
+    if s.lexical_terms:
+        terms = ", ".join(f"`{t}`" for t, _ in s.lexical_terms)
+        lines.append(f"- n-grams that raised the lexical score most: {terms}")
     if fr.similar:
         lines.append("")
         lines.append("similar code:")
