@@ -29,6 +29,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from lsprotocol import types
+from pygls.exceptions import JsonRpcException
 from pytest_lsp.client import LanguageClient, make_test_lsp_client
 
 from tests.lsp_util import (
@@ -39,6 +40,9 @@ from tests.lsp_util import (
     stats,
     stop,
     wait_for,
+)
+from tests.lsp_util import (
+    start as start_client,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -450,11 +454,17 @@ async def test_requests_about_unknown_documents_and_positions(u16):
             types.CodeLensParams(text_document=types.TextDocumentIdentifier(uri=target))
         )
         assert not lens
-    for args in ([], [uri], ["x", "y"], [uri, 10**6], [[uri, -5]]):
-        with contextlib.suppress(Exception):  # an error response is fine; a dead server is not
+    for args in ([], [uri], ["x", "y"]):
+        with pytest.raises(JsonRpcException) as err:  # invalid params, not an internal error
             await c.workspace_execute_command_async(
                 types.ExecuteCommandParams(command="alpine.showSimilar", arguments=args)
             )
+        assert err.value.code == -32602, err.value
+    for args in ([uri, 10**6], [[uri, -5]]):  # well-formed, nothing there
+        found = await c.workspace_execute_command_async(
+            types.ExecuteCommandParams(command="alpine.showSimilar", arguments=args)
+        )
+        assert not found
     change_unknown = types.DidChangeTextDocumentParams(
         text_document=types.VersionedTextDocumentIdentifier(uri=ghost, version=3),
         content_changes=[types.TextDocumentContentChangeWholeDocument(text="int z(void);")],
@@ -1077,3 +1087,16 @@ async def test_sigterm_exits_zero(u8):
     tail = u8.log_text()[mark:]
     assert "signal 15: exiting" in tail
     assert "Traceback" not in tail and "FATAL" not in tail, tail[-3000:]
+
+
+async def test_exit_without_shutdown_exits_one(tiny_model_dir, tmp_path):
+    """The LSP spec: exit code 0 after shutdown (test_server checks it), 1 without."""
+    root = tmp_path / "ws"
+    root.mkdir()
+    client = await start_client(root, tmp_path / "cache", lsp_settings(tiny_model_dir))
+    proc = client._server
+    client.protocol.notify(types.EXIT, None)
+    rc = await asyncio.wait_for(proc.wait(), 20)
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(client.stop(), 5)
+    assert rc == 1

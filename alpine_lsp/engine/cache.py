@@ -54,7 +54,9 @@ def _from_row(prob: float, meta_s: str, emb: bytes) -> FunctionScore:
 
 
 class ScoreCache:
-    def __init__(self, db_path: Path | None, memory_items: int = 20_000) -> None:
+    # ~3 KB per entry (embedding, layer lengths, explanations): 2,000 keep the open files'
+    # functions hot in ~6 MB; SQLite holds the rest and answers in well under a millisecond.
+    def __init__(self, db_path: Path | None, memory_items: int = 2_000) -> None:
         self.memory: OrderedDict[tuple[str, str, str], FunctionScore] = OrderedDict()
         self.memory_items = memory_items
         self.db_path = db_path

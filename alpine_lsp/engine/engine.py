@@ -24,6 +24,7 @@ from ..model.score import FunctionScore
 from ..parsing import Function, ParsedDocument, extract_functions, file_ignored, language_for
 from ..parsing.text import LineIndex, encode
 from .cache import ScoreCache
+from .memory import release_memory
 from .models import ModelHolder
 from .positions import clamp_position, lsp_lines
 from .scheduler import Debouncer
@@ -304,6 +305,7 @@ class Engine:
                 failed = True  # final for this version: waiting would not bring scores
         if state.version != version or self.docs.get(uri) is not state:
             self.stats.add("results_dropped")
+            self._idle_trim()
             return
         result.scored = scores is not None or failed or not functions or skipped is not None
         similar = self._similar(uri, state.language, functions, scores)
@@ -319,6 +321,12 @@ class Engine:
         self.stats.latency("analysis_ms", (now - t0) * 1000)
         self.stats.latency("edit_to_result_ms", (now - changed_at) * 1000)
         self.on_result(result)
+        self._idle_trim()
+
+    def _idle_trim(self) -> None:
+        # After a burst, not after every document: the trim costs a few ms of the worker.
+        if self.worker.pending() == 0:
+            release_memory()
 
     def threshold(self) -> float | None:
         if self.settings.threshold is not None:

@@ -20,6 +20,7 @@ from pygls.protocol import LanguageServerProtocol, lsp_method
 
 from .. import __version__
 from ..engine.engine import DocumentResult, Engine
+from ..engine.memory import tune_allocator
 from ..engine.settings import Settings
 
 log = logging.getLogger("alpine_lsp")
@@ -77,6 +78,8 @@ class AlpineServer(LanguageServer):
         self.encoding = "utf-16"
         self.loop: asyncio.AbstractEventLoop | None = None
         self.waiters: dict[str, list[tuple[int | None, asyncio.Future]]] = {}
+        self.shut_down = False
+        self.exit_code = 0  # stdin closing without `exit` (the client vanished) is not an error
 
     # Called on the worker thread: hop to the event loop before touching the connection.
     def _on_result(self, result: DocumentResult) -> None:
@@ -142,6 +145,7 @@ def run(
     )
     # pygls logs every message at INFO: keep that for --verbose only.
     logging.getLogger("pygls").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    tune_allocator()
     server = build()
 
     def terminate(signum, frame) -> None:  # SIGTERM: leave cleanly, caches closed
@@ -155,7 +159,7 @@ def run(
             server.start_tcp(*tcp)
         else:
             server.start_io()
-        code = 0
+        code = server.exit_code
     except Exception:
         log.exception("server stopped by an error")
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from lsprotocol import types
+from pygls.exceptions import JsonRpcInvalidParams
 
 from .app import AlpineServer, log
 from .diagnostics import name_range
@@ -64,7 +65,7 @@ def register(server: AlpineServer) -> None:
         if len(args) == 1 and isinstance(args[0], list):  # some clients pass one list
             args = tuple(args[0])
         if len(args) < 2 or not isinstance(args[0], str) or not isinstance(args[1], int):
-            raise ValueError("alpine.showSimilar takes (uri, line)")
+            raise JsonRpcInvalidParams("alpine.showSimilar takes (uri: string, line: integer)")
         fr = function_at(ls, args[0], args[1], 0, names_only=False)
         return _locations(fr) if fr else []
 

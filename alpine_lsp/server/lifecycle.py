@@ -56,7 +56,13 @@ def register(server: AlpineServer) -> None:
 
     @server.feature(types.SHUTDOWN)
     def shutdown(ls: AlpineServer, params: None) -> None:
+        ls.shut_down = True
         ls.engine.stop()
+
+    @server.feature(types.EXIT)
+    def exit_(ls: AlpineServer, params: None) -> None:
+        # The spec: exit code 0 after a shutdown request, 1 without one.
+        ls.exit_code = 0 if ls.shut_down else 1
 
 
 def _has_loop() -> bool:
