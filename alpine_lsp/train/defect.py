@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
+from tqdm import tqdm
 
 from ..model.files import ModelMeta, write_dir
 from ..model.network import ENCODERS, AlpineNetwork
@@ -311,6 +312,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     last_ckpt = time.time()
     ema_d = ema_c = None
+    # Mixed precision where it pays (CUDA); CPU training stays fp32.
+    amp = device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    # A bar on a terminal; one line per 20 steps in a log file (background runs).
+    bar = tqdm(total=total, initial=step, unit="step", disable=not sys.stderr.isatty())
     while step < total:
         if args.max_minutes and (time.time() - started) / 60 > args.max_minutes:
             print(f"time budget reached at step {step}/{total}", flush=True)
@@ -321,30 +327,37 @@ def main(argv: list[str] | None = None) -> int:
         idx = batches[step]
         ids, mask = pad([train_rows[i] for i in idx], tok.pad_id)
         y = torch.tensor([train_y[i] for i in idx], device=device)
-        out = net(ids.to(device), mask.to(device), cfg)
-        loss = F.binary_cross_entropy_with_logits(out.logit, y)
+        with torch.autocast("cuda", dtype=torch.float16, enabled=amp):
+            out = net(ids.to(device), mask.to(device), cfg)
+        loss = F.binary_cross_entropy_with_logits(out.logit.float(), y)
         ema_d = loss.item() if ema_d is None else 0.98 * ema_d + 0.02 * loss.item()
         if clone and step % args.clone_every == 0:
             enc, train_pairs, _ = clone
             sample = [train_pairs[rng.randrange(len(train_pairs))] for _ in range(args.clone_pairs)]
             rows = [enc[a] for a, _, _, _ in sample] + [enc[b] for _, b, _, _ in sample]
             cids, cmask = pad(rows, tok.pad_id)
-            cout = net(cids.to(device), cmask.to(device), cfg)
+            with torch.autocast("cuda", dtype=torch.float16, enabled=amp):
+                cout = net(cids.to(device), cmask.to(device), cfg)
             n = len(sample)
-            cos = (cout.embedding[:n] * cout.embedding[n:]).sum(-1)
+            emb = cout.embedding.float()
+            cos = (emb[:n] * emb[n:]).sum(-1)
             labels = torch.tensor([float(s[2]) for s in sample], device=device)
             # 78% of pairs are clones: weight the two classes equally.
             w = torch.where(labels > 0, 0.5 / 0.78, 0.5 / 0.22)
             closs = F.binary_cross_entropy_with_logits(10 * cos + clone_bias, labels, weight=w)
             loss = loss + closs
             ema_c = closs.item() if ema_c is None else 0.95 * ema_c + 0.05 * closs.item()
-        loss.backward()
+        scaler.scale(loss).backward()
+        scaler.unscale_(opt)
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        opt.step()
+        scaler.step(opt)
+        scaler.update()
         sched.step()
         opt.zero_grad(set_to_none=True)
         step += 1
-        if step % 20 == 0:
+        bar.update(1)
+        bar.set_postfix(defect=f"{ema_d:.4f}", clone=f"{ema_c or 0:.4f}", refresh=False)
+        if step % 20 == 0 and bar.disable:
             el = time.time() - started
             print(
                 f"step {step}/{total} defect_loss {ema_d:.4f} clone_loss {ema_c or 0:.4f} "
@@ -354,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
         if time.time() - last_ckpt > args.checkpoint_minutes * 60:
             save_ckpt()
             last_ckpt = time.time()
+    bar.close()
     save_ckpt()
 
     print("calibrating on the validation split", flush=True)
