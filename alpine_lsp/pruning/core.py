@@ -63,7 +63,8 @@ def importance(probs: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """
     with torch.no_grad():
         q = valid.to(probs.dtype)
-        received = torch.einsum("bhqk,bq->bk", probs, q)
+        # Sum over heads first (one pass over the probabilities), then over valid query rows.
+        received = torch.bmm(q.unsqueeze(1), probs.sum(dim=1)).squeeze(1)
         denom = (q.sum(dim=1, keepdim=True) * probs.shape[1]).clamp(min=1)
         return (received / denom) * valid.to(probs.dtype)
 

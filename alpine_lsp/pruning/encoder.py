@@ -73,16 +73,19 @@ def _layer(
     k = _heads(sa.key(hidden), n_heads)
     v = _heads(sa.value(hidden), n_heads)
     key_ok = state.valid[:, None, None, :]
+    full = bool(state.valid.all())
     p_drop = sa.dropout.p if sa.training else 0.0
     scores = None
     if prune or want_scores:
         logits = (q @ k.transpose(-1, -2)) / math.sqrt(q.shape[-1])
-        logits = logits.masked_fill(~key_ok, torch.finfo(logits.dtype).min)
+        if not full:  # a batch without padding (every batch of one) needs no key mask
+            logits = logits.masked_fill(~key_ok, torch.finfo(logits.dtype).min)
         probs = logits.softmax(dim=-1)
         scores = importance(probs.detach(), state.valid)
         ctx = F.dropout(probs, p_drop, sa.training) @ v
     else:
-        ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=key_ok, dropout_p=p_drop)
+        mask = None if full else key_ok
+        ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p_drop)
     ctx = ctx.transpose(1, 2).reshape(hidden.shape)
     out = attn.output
     hidden = out.LayerNorm(out.dropout(out.dense(ctx)) + hidden)
