@@ -171,7 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--truncation", default="head_tail", choices=["head", "head_tail"])
     ap.add_argument("--epochs", type=float, default=1.0)
     ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--lr", type=float, default=4e-5)
+    ap.add_argument(
+        "--lr", type=float, default=None, help="encoder learning rate (4e-5; 5e-4 for scratch)"
+    )
     ap.add_argument("--clone-every", type=int, default=3, help="a clone batch every N steps")
     ap.add_argument("--clone-pairs", type=int, default=8, help="pairs per clone batch")
     ap.add_argument("--max-minutes", type=float, default=0, help="stop training after this long")
@@ -184,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--name", default="alpine-minilm-devign")
     ap.add_argument("--eval-limit", type=int, default=0, help="calibrate on this many (smoke runs)")
     args = ap.parse_args(argv)
+    if args.lr is None:
+        # A pretrained encoder is fine-tuned gently; a new one has everything to learn.
+        args.lr = 5e-4 if args.base == "scratch" else 4e-5
 
     if args.threads:
         torch.set_num_threads(args.threads)
