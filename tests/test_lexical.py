@@ -134,3 +134,16 @@ async def test_hover_shows_both_halves(fused_model, tmp_path):
         assert "raised the lexical score most" in value and "`strcpy" in value
     finally:
         await stop(client)
+
+
+def test_check_json_reports_both_halves(fused_model, tmp_path):
+    from tests.test_check import check
+
+    (tmp_path / "a.c").write_text(f"int copy(char *src, int len)\n{{\n    {BAD}\n}}\n")
+    run = check(
+        tmp_path, tmp_path / "cache", "a.c", "--model", str(fused_model), "--format", "json"
+    )
+    assert run.code == 0, run.err
+    (fn,) = run.json()["files"][0]["functions"]
+    assert set(fn["parts"]) == {"encoder", "lexical"}
+    assert fn["parts"]["lexical"] > 0.5  # the synthetic training data calls strcpy a defect

@@ -279,6 +279,12 @@ def run_check(args: argparse.Namespace) -> tuple[dict, int]:
                                 "end_col": f.name_end_col + 1,
                             },
                             "defect_probability": round(s.probability, 4),
+                            # The fused score's halves, when the model has a lexical half.
+                            **(
+                                {"parts": {k: round(v, 4) for k, v in s.parts.items()}}
+                                if s.parts
+                                else {}
+                            ),
                             "flagged": flagged,
                             "ignored": ignored,
                             "similar": similar,
