@@ -723,17 +723,16 @@ async def test_a_thousand_changes_in_a_second(u16):
     before = (await alive(u16))["functions_scored"]
     line = text.split("\n").index("    return 1;")
     cur = text
-    t0 = time.perf_counter()
+    # Sent as fast as the pipe takes them (about a second on an idle machine; how fast is a
+    # bench question, not asserted here).
     for i in range(1000):
         col = len("    return 1") + i
         send_change(u16, uri, i + 2, (line, col, line, col), str(i % 10))
         cur = apply_edit(cur, (line, col, line, col), str(i % 10), "utf-16")
     await u16.proc.stdin.drain()
-    sent = time.perf_counter() - t0
     items = await pull(u16, uri)
     after = await alive(u16)
     scored = after["functions_scored"] - before
-    assert sent < 5, sent
     assert 1 <= scored <= 100, scored  # only the latest states, not one per keystroke
     assert summary(items) == await fresh(u16, "burst_fresh.c", cur)
     close_uri(u16, uri)
