@@ -183,9 +183,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--checkpoint-minutes", type=float, default=5.0)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--seed", type=int, default=13)
-    ap.add_argument("--name", default="alpine-minilm-devign")
+    ap.add_argument("--name", help="model name (default from the base)")
     ap.add_argument("--eval-limit", type=int, default=0, help="calibrate on this many (smoke runs)")
     args = ap.parse_args(argv)
+    if args.name is None:
+        kind = {"minilm": "minilm", "scratch": "code-roberta"}.get(args.base, Path(args.base).name)
+        args.name = f"alpine-{kind}-devign"
     if args.lr is None:
         # A pretrained encoder is fine-tuned gently; a new one has everything to learn.
         args.lr = 5e-4 if args.base == "scratch" else 4e-5
