@@ -170,3 +170,27 @@ async def test_damaged_index_database_is_rebuilt(workspace, tiny_model_dir, tmp_
         await wait_for(lambda: similar_diags(client, a.as_uri()), timeout=60)
     finally:
         assert await stop(client) == 0
+
+
+def test_model_without_similarity_threshold_offers_no_hints(tmp_path):
+    """alpine.json may say similarity_threshold: null (embeddings not fit for hints): check
+    then reports no similar code unless the user sets a threshold."""
+    import json
+
+    from alpine_lsp.model import load_model
+    from alpine_lsp.model.tiny import create_tiny_model
+    from tests.test_check import check
+
+    model = create_tiny_model(tmp_path / "m", similarity_threshold=0.0)
+    meta = json.loads((model / "alpine.json").read_text())
+    meta["similarity_threshold"] = None
+    (model / "alpine.json").write_text(json.dumps(meta))
+    assert load_model(model, device="cpu").similarity_threshold is None
+    code = "int f(int a) { return a + 1; }\n\nint g(int a) { return a + 1; }\n"
+    (tmp_path / "a.c").write_text(code)
+    args = ("a.c", "--model", str(model), "--format", "json", "--all")
+    run = check(tmp_path, tmp_path / "cache", *args)
+    assert run.code == 0, run.err
+    assert all(not fn["similar"] for fn in run.json()["files"][0]["functions"])
+    run = check(tmp_path, tmp_path / "cache", *args, "--similarity-threshold", "-1")
+    assert any(fn["similar"] for fn in run.json()["files"][0]["functions"]), run.out

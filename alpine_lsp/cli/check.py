@@ -196,7 +196,8 @@ def run_check(args: argparse.Namespace) -> tuple[dict, int]:
         else args.similarity_threshold
     )
     # The server's index class on a throw-away database: hits come from the checked files only.
-    tmp = None if args.no_similar else tempfile.TemporaryDirectory(prefix="alpine-check-")
+    no_similar = args.no_similar or sim_threshold is None  # None: the model offers no hints
+    tmp = None if no_similar else tempfile.TemporaryDirectory(prefix="alpine-check-")
     index = None if tmp is None else IndexStore(Path(tmp.name) / "index.sqlite")
 
     progress = _Progress(len(files))

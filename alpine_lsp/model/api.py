@@ -77,7 +77,7 @@ class AlpineModel:
         return self.meta.threshold
 
     @property
-    def similarity_threshold(self) -> float:
+    def similarity_threshold(self) -> float | None:
         return self.meta.similarity_threshold
 
     @property

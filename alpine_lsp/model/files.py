@@ -44,7 +44,8 @@ class ModelMeta:
     truncation: str = "head_tail"
     pruning: PruningConfig = field(default_factory=PruningConfig)
     threshold: float = 0.5
-    similarity_threshold: float = 0.8
+    # None: the embeddings do not rank similar code well enough to offer hints by default.
+    similarity_threshold: float | None = 0.8
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -82,7 +83,11 @@ class ModelMeta:
             truncation=str(d.get("truncation", "head_tail")),
             pruning=PruningConfig.from_dict(d.get("pruning", {})),
             threshold=float(d.get("threshold", 0.5)),
-            similarity_threshold=float(d.get("similarity_threshold", 0.8)),
+            similarity_threshold=(
+                None
+                if d.get("similarity_threshold", 0.8) is None
+                else float(d.get("similarity_threshold", 0.8))
+            ),
             extra={k: v for k, v in d.items() if k not in known},
         )
 

@@ -280,13 +280,14 @@ def main(argv: list[str] | None = None) -> int:
         stats.update(efficiency([by_id[i] for i in test_ids]))
         cos_test = pair_cosines(vecs, test)
         out = evaluate(pair_cosines(vecs, valid), valid, cos_test, test)
-        mp, mr, mf = prf(cos_test >= model.similarity_threshold, y)
-        out["at_model_threshold"] = {
-            "threshold": model.similarity_threshold,
-            "precision": mp,
-            "recall": mr,
-            "f1": mf,
-        }
+        if model.similarity_threshold is not None:  # None: the model offers no hints
+            mp, mr, mf = prf(cos_test >= model.similarity_threshold, y)
+            out["at_model_threshold"] = {
+                "threshold": model.similarity_threshold,
+                "precision": mp,
+                "recall": mr,
+                "f1": mf,
+            }
         res[name] = {**out, **stats, "latency_ms": lat[name]}
     res["memory_source"] = res["pruned"].pop("memory_source")
     res["none"].pop("memory_source")
