@@ -162,7 +162,7 @@ class AlpineModel:
                     torch.cuda.synchronize()
                 ms = (time.perf_counter() - t0) * 1000
                 self.forwards += 1
-            probs, parts = self._fuse([codes[i] for i in idx], enc_logits)
+            probs, parts, terms = self._fuse([codes[i] for i in idx], enc_logits, explain)
             origins = out.alpine.state.origin.cpu().numpy()
             scores = out.alpine.scores.float().cpu().numpy() if explain else None
             for row, i in enumerate(idx):
@@ -180,22 +180,22 @@ class AlpineModel:
                     flops=sum(encoder_flops(lens, enc.hidden_size, enc.intermediate_size)),
                     ms=ms,
                     parts={k: float(v[row]) for k, v in parts.items()},
-                    lexical_terms=(
-                        self.lexical.explain(codes[i])
-                        if explain and self.lexical and self.use_lexical
-                        else []
-                    ),
+                    lexical_terms=terms[row],
                 )
         return results  # type: ignore[return-value]
 
-    def _fuse(self, codes: list[str], enc_logits: np.ndarray) -> tuple[np.ndarray, dict]:
-        """Final probabilities, and the two halves' own probabilities when fused."""
+    def _fuse(
+        self, codes: list[str], enc_logits: np.ndarray, explain: bool
+    ) -> tuple[np.ndarray, dict, list[list[tuple[str, float]]]]:
+        """Final probabilities, the two halves' own probabilities when fused, and the lexical
+        n-grams behind each score (explain only)."""
         if not (self.use_lexical and self.lexical and self.fusion):
-            return _sigmoid(enc_logits), {}
-        lex_logits = self.lexical.logits(codes)
+            return _sigmoid(enc_logits), {}, [[] for _ in codes]
+        lex_logits, terms = self.lexical.score(codes, explain=5 if explain else 0)
         f = self.fusion
         fused = f.encoder * enc_logits + f.lexical * lex_logits + f.bias
-        return _sigmoid(fused), {"encoder": _sigmoid(enc_logits), "lexical": _sigmoid(lex_logits)}
+        parts = {"encoder": _sigmoid(enc_logits), "lexical": _sigmoid(lex_logits)}
+        return _sigmoid(fused), parts, terms
 
     def defect_probability(self, codes: list[str], language: str = "c") -> list[float]:
         return [s.probability for s in self.score(codes, language)]

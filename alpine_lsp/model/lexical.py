@@ -63,18 +63,27 @@ class LexicalModel:
         return idx, vals / norm if norm > 0 else vals
 
     def logits(self, codes: list[str]) -> np.ndarray:
+        return self.score(codes, explain=0)[0]
+
+    def score(
+        self, codes: list[str], explain: int = 5
+    ) -> tuple[np.ndarray, list[list[tuple[str, float]]]]:
+        """Logits, and per function the `explain` n-grams that pushed its score up the most,
+        from one tokenization each (the server asks for both on every scored function)."""
         out = np.empty(len(codes), dtype=np.float64)
+        terms: list[list[tuple[str, float]]] = []
         for k, code in enumerate(codes):
             idx, vals = self._features(code)
-            out[k] = float(vals @ self.coef[idx]) + self.intercept
-        return out
+            contrib = vals * self.coef[idx]
+            out[k] = float(contrib.sum()) + self.intercept
+            top = np.argsort(-contrib)[:explain] if explain else []
+            vocab = self.vocabulary
+            terms.append([(vocab[idx[i]], float(contrib[i])) for i in top if contrib[i] > 0])
+        return out, terms
 
     def explain(self, code: str, k: int = 5) -> list[tuple[str, float]]:
         """The n-grams that pushed this function's lexical score up the most."""
-        idx, vals = self._features(code)
-        contrib = vals * self.coef[idx]
-        order = np.argsort(-contrib)[:k]
-        return [(self.vocabulary[idx[i]], float(contrib[i])) for i in order if contrib[i] > 0]
+        return self.score([code], explain=k)[1][0]
 
     # -- files ------------------------------------------------------------------------------
     def save(self, directory: str | Path) -> None:
