@@ -64,6 +64,7 @@ def test_fingerprint_follows_settings(tiny_model_dir: Path) -> None:
         ("wrong_shape", "does not fit config.json"),
         ("bad_json", "not readable JSON"),
         ("bad_type", "is not bert or roberta"),
+        ("bad_whitespace", "alpine.json: whitespace must be one of"),
     ],
 )
 def test_bad_model_directories_fail_clearly(
@@ -89,6 +90,10 @@ def test_bad_model_directories_fail_clearly(
         cfg = json.loads((d / "config.json").read_text())
         cfg["model_type"] = "gpt2"
         (d / "config.json").write_text(json.dumps(cfg))
+    elif damage == "bad_whitespace":
+        meta = json.loads((d / "alpine.json").read_text())
+        meta["whitespace"] = "squeeze"
+        (d / "alpine.json").write_text(json.dumps(meta))
     with pytest.raises(ModelLoadError, match=message):
         load_model(d, device="cpu")
 

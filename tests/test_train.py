@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 from alpine_lsp.model.tiny import create_tiny_model
 from alpine_lsp.train import defect
 from alpine_lsp.train.checkpoint import load_state, save_state
+from tests.test_eval_clone import synthetic_bcb
 from tests.test_eval_defect import synthetic_devign, write_devign
 
 
@@ -86,3 +87,39 @@ def test_scratch_base_learns_a_code_vocabulary(setup, tmp_path):
     assert pieces[1][0] and m.tokenizer.tok.token_to_id("<unk>") not in pieces[1][0]
     (p,) = m.defect_probability(["int f(void) { return 0; }"], "c")
     assert 0.0 <= p <= 1.0
+
+
+def test_trained_models_ignore_layout(setup, tmp_path):
+    """Devign doubles every newline; a model that saw layout learned that artefact and flagged
+    all ordinary code. Trained models read whitespace collapsed, so layout cannot move a score."""
+    from alpine_lsp.model import load_model
+
+    _, data = setup
+    small = ["--scratch-layers", "1", "--scratch-hidden", "32", "--vocab-size", "400"]
+    out = tmp_path / "m"
+    run(Path("scratch"), data, out, *small, "--stop-at-step", "2")
+    m = load_model(out, device="cpu")
+    assert m.meta.whitespace == "collapse"
+    devign_style = "static int f(char *s)\n\n{\n\n    if (!s)\n\n        return -1;\n\n}\n"
+    ordinary = "static int f(char *s)\n{\n\tif (!s)\n\t\treturn -1;\n}"
+    ids = [m.tokenizer.batch([c], 64).input_ids.tolist() for c in (devign_style, ordinary)]
+    assert ids[0] == ids[1]
+    a, b = m.defect_probability([devign_style, ordinary], "c")
+    assert a == pytest.approx(b, abs=1e-6)
+    # The vocabulary was learned from collapsed text: no merged token holds a newline.
+    assert not any("Ċ" in t and len(t) > 1 for t in m.tokenizer.tok.get_vocab())
+
+
+def test_clone_pairs_and_contrastive_views_train_the_embedding(setup, tmp_path):
+    base, data = setup
+    bcb = tmp_path / "bcb"
+    synthetic_bcb(bcb)
+    out = tmp_path / "m"
+    run(base, data, out, "--clone-data", str(bcb), "--clone-every", "1", "--contrastive", "4")
+    before = load_file(str(base / "model.safetensors"))
+    after = load_file(str(out / "model.safetensors"))
+    k = next(k for k in before if k.startswith("embed_head") and k.endswith("weight"))
+    assert not torch.allclose(before[k].float(), after[k].float())
+    meta = __import__("json").loads((out / "alpine.json").read_text())
+    assert 0.0 < meta["valid"]["clone_f1"] <= 1.0
+    assert -1.0 <= meta["similarity_threshold"] <= 1.0

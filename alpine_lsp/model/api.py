@@ -86,10 +86,11 @@ class AlpineModel:
 
     @property
     def fingerprint(self) -> str:
-        """Changes whenever a score could change: weights, pruning, input length, truncation."""
+        """Changes whenever a score could change: weights, pruning, input length, truncation,
+        whitespace handling, fusion."""
         key = (
             f"{self._digest}|{self.pruning.to_dict()}|{self.max_tokens}|{self.truncation}"
-            f"|{self.use_lexical}"
+            f"|{self.use_lexical}|{self.tokenizer.whitespace}"
         )
         return hashlib.blake2b(key.encode(), digest_size=12).hexdigest()
 

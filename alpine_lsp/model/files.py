@@ -5,7 +5,8 @@ Layout of a model directory:
   config.json        the encoder's transformers config (model_type bert or roberta)
   tokenizer.json     a `tokenizers` tokenizer
   model.safetensors  encoder.*, defect_head.*, embed_head.* tensors (fp16 or fp32)
-  alpine.json        name, special tokens, pruning, max_tokens, truncation, thresholds, metrics,
+  alpine.json        name, special tokens, whitespace handling, pruning, max_tokens, truncation,
+                     thresholds, metrics,
                      and "fusion" weights when the lexical half is present
   lexical.json, lexical.safetensors   optional: the TF-IDF + logistic-regression half (lexical.py)
 """
@@ -28,7 +29,7 @@ from .lexical import WEIGHTS_NAME as LEXICAL_WEIGHTS
 from .lexical import LexicalModel
 from .network import ENCODERS, AlpineNetwork
 from .score import ModelLoadError
-from .tokenize import CodeTokenizer
+from .tokenize import WHITESPACE, CodeTokenizer
 
 FORMAT = 1
 BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
@@ -42,6 +43,8 @@ class ModelMeta:
     embed_dim: int = 256
     max_tokens: int = 512
     truncation: str = "head_tail"
+    # "keep" for models from before whitespace handling existed (their tokenizers decide).
+    whitespace: str = "keep"
     pruning: PruningConfig = field(default_factory=PruningConfig)
     threshold: float = 0.5
     # None: the embeddings do not rank similar code well enough to offer hints by default.
@@ -56,6 +59,7 @@ class ModelMeta:
             "embed_dim": self.embed_dim,
             "max_tokens": self.max_tokens,
             "truncation": self.truncation,
+            "whitespace": self.whitespace,
             "pruning": self.pruning.to_dict(),
             "threshold": self.threshold,
             "similarity_threshold": self.similarity_threshold,
@@ -71,16 +75,20 @@ class ModelMeta:
             "embed_dim",
             "max_tokens",
             "truncation",
+            "whitespace",
             "pruning",
             "threshold",
             "similarity_threshold",
         }
+        if d.get("whitespace", "keep") not in WHITESPACE:
+            raise ValueError(f"whitespace must be one of {WHITESPACE}, got {d['whitespace']!r}")
         return cls(
             name=str(d.get("name", "unnamed")),
             specials=dict(d.get("specials", {})),
             embed_dim=int(d.get("embed_dim", 256)),
             max_tokens=int(d.get("max_tokens", 512)),
             truncation=str(d.get("truncation", "head_tail")),
+            whitespace=str(d.get("whitespace", "keep")),
             pruning=PruningConfig.from_dict(d.get("pruning", {})),
             threshold=float(d.get("threshold", 0.5)),
             similarity_threshold=(
@@ -155,7 +163,7 @@ def read_dir(path: str | os.PathLike) -> tuple[AlpineNetwork, CodeTokenizer, Mod
             f"{p / 'model.safetensors'} does not fit config.json: {detail}"
         ) from None
     try:
-        tok = CodeTokenizer.from_file(str(p / "tokenizer.json"), meta.specials)
+        tok = CodeTokenizer.from_file(str(p / "tokenizer.json"), meta.specials, meta.whitespace)
     except Exception as e:  # tokenizers raises its own Exception type
         raise ModelLoadError(f"{p / 'tokenizer.json'} cannot be used: {e}") from None
     return net.eval(), tok, meta, weights_digest(p / "model.safetensors")

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from ..model.files import ModelMeta, write_dir
 from ..model.network import ENCODERS, AlpineNetwork
-from ..model.tokenize import CodeTokenizer
+from ..model.tokenize import WHITESPACE, CodeTokenizer, normalize_code
 from ..pruning import PruningConfig
 from .checkpoint import load_state, save_state
 from .data import load_bcb, load_devign
@@ -46,14 +46,19 @@ def build_base(
     embed_dim: int,
     corpus: Callable[[], Iterable[str]] | None = None,
     scratch: dict | None = None,
+    tokenizer_json: str | None = None,
 ) -> tuple[AlpineNetwork, str, dict]:
     """(network, tokenizer.json text, special tokens) for minilm, scratch (a new small RoBERTa
-    whose vocabulary is learned from `corpus`) or a local BERT/RoBERTa directory."""
+    whose vocabulary is learned from `corpus`, or taken from `tokenizer_json` when resuming) or
+    a local BERT/RoBERTa directory."""
     if base == "scratch":
-        if corpus is None:
-            raise ValueError("--base scratch needs the training code to learn a vocabulary from")
         opts = scratch or {}
-        tok = code_tokenizer(corpus(), opts.get("vocab_size", 16_000))
+        if tokenizer_json is not None:
+            tok = Tokenizer.from_str(tokenizer_json)
+        elif corpus is None:
+            raise ValueError("--base scratch needs the training code to learn a vocabulary from")
+        else:
+            tok = code_tokenizer(corpus(), opts.get("vocab_size", 16_000))
         net = scratch_network(
             tok.get_vocab_size(),
             embed_dim,
@@ -131,6 +136,11 @@ def encode_all(
     return out
 
 
+def shorten(row: list[int], limit: int, sep_id: int) -> list[int]:
+    """A tokenized row cut to `limit` ids, still ending with the separator."""
+    return row if len(row) <= limit else [*row[: limit - 1], sep_id]
+
+
 @torch.no_grad()
 def predict(net, rows, pad_id, cfg, batch=32) -> tuple[np.ndarray, np.ndarray]:
     net.eval()
@@ -169,6 +179,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--max-tokens", type=int, default=256)
     ap.add_argument("--truncation", default="head_tail", choices=["head", "head_tail"])
+    ap.add_argument(
+        "--whitespace",
+        default="collapse",
+        choices=list(WHITESPACE),
+        help="collapse: read code with whitespace runs made one space (Devign's doubled "
+        "newlines would otherwise be learned as a signal); keep: as the tokenizer sees it",
+    )
     ap.add_argument("--epochs", type=float, default=1.0)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument(
@@ -176,6 +193,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--clone-every", type=int, default=3, help="a clone batch every N steps")
     ap.add_argument("--clone-pairs", type=int, default=8, help="pairs per clone batch")
+    ap.add_argument(
+        "--contrastive",
+        type=int,
+        default=8,
+        help="Devign functions per clone batch for the in-batch contrastive loss (0: off, "
+        "clone pairs then train only by their labels)",
+    )
     ap.add_argument("--max-minutes", type=float, default=0, help="stop training after this long")
     ap.add_argument(
         "--stop-at-step", type=int, default=0, help="checkpoint and stop at this step (split a run)"
@@ -208,11 +232,13 @@ def main(argv: list[str] | None = None) -> int:
     bcb = load_bcb(args.clone_data) if args.clone_data else None
 
     def corpus() -> Iterable[str]:
-        # Only training functions: the vocabulary must not have seen valid or test code.
-        yield from (r["func"] for r in dev["train"])
+        # Only training functions: the vocabulary must not have seen valid or test code. It is
+        # learned from the text the model will read, so with the same whitespace handling.
+        yield from (normalize_code(r["func"], args.whitespace) for r in dev["train"])
         if bcb:
             funcs, pairs = bcb
-            yield from (funcs[i] for i in sorted({x for p in pairs["train"] for x in p[:2]}))
+            ids = sorted({x for p in pairs["train"] for x in p[:2]})
+            yield from (normalize_code(funcs[i], args.whitespace) for i in ids)
 
     scratch = {
         "layers": args.scratch_layers,
@@ -221,21 +247,11 @@ def main(argv: list[str] | None = None) -> int:
         "max_tokens": max(512, args.max_tokens),
     }
     tok_path = ckpt / "tokenizer.json"
-    if args.base == "scratch" and args.resume and tok_path.is_file():
-        # The learned vocabulary is part of the checkpoint: never relearn it on resume.
-        specials = dict(SPECIALS)
-        tok_json = tok_path.read_text(encoding="utf-8")
-        net = scratch_network(
-            Tokenizer.from_str(tok_json).get_vocab_size(),
-            256,
-            layers=args.scratch_layers,
-            hidden=args.scratch_hidden,
-            max_tokens=scratch["max_tokens"],
-        )
-    else:
-        net, tok_json, specials = build_base(args.base, 256, corpus, scratch)
-        tok_path.write_text(tok_json, encoding="utf-8")
-    tok = CodeTokenizer.from_file(str(tok_path), specials)
+    # The learned vocabulary is part of the checkpoint: never relearn it on resume.
+    saved = tok_path.read_text(encoding="utf-8") if args.resume and tok_path.is_file() else None
+    net, tok_json, specials = build_base(args.base, 256, corpus, scratch, saved)
+    tok_path.write_text(tok_json, encoding="utf-8")
+    tok = CodeTokenizer.from_file(str(tok_path), specials, args.whitespace)
 
     train_rows = encode_all(
         tok, [r["func"] for r in dev["train"]], args.max_tokens, args.truncation
@@ -342,17 +358,34 @@ def main(argv: list[str] | None = None) -> int:
         if clone and step % args.clone_every == 0:
             enc, train_pairs, _ = clone
             sample = [train_pairs[rng.randrange(len(train_pairs))] for _ in range(args.clone_pairs)]
-            rows = [enc[a] for a, _, _, _ in sample] + [enc[b] for _, b, _, _ in sample]
-            cids, cmask = pad(rows, tok.pad_id)
+            # Contrastive views: clone pairs, plus Devign functions paired with themselves (two
+            # dropout masks, as in SimCSE), so C code spreads out in embedding space too rather
+            # than only the Java the clone pairs cover.
+            own = [
+                shorten(train_rows[rng.randrange(len(train_rows))], 256, tok.sep_id)
+                for _ in range(args.contrastive)
+            ]
+            left = [enc[a] for a, _, _, _ in sample] + own
+            right = [enc[b] for _, b, _, _ in sample] + own
+            cids, cmask = pad(left + right, tok.pad_id)
             with torch.autocast("cuda", dtype=torch.float16, enabled=amp):
                 cout = net(cids.to(device), cmask.to(device), cfg)
-            n = len(sample)
+            n, m = len(sample), len(left)
             emb = cout.embedding.float()
-            cos = (emb[:n] * emb[n:]).sum(-1)
+            cos = (emb[:n] * emb[m : m + n]).sum(-1)
             labels = torch.tensor([float(s[2]) for s in sample], device=device)
             # 78% of pairs are clones: weight the two classes equally.
             w = torch.where(labels > 0, 0.5 / 0.78, 0.5 / 0.22)
             closs = F.binary_cross_entropy_with_logits(10 * cos + clone_bias, labels, weight=w)
+            if args.contrastive:
+                # In-batch negatives: each positive left view must pick its own right view out
+                # of all right views (temperature 0.05).
+                sim = emb[:m] @ emb[m:].T / 0.05
+                anchors = torch.cat(
+                    [labels > 0, torch.ones(m - n, dtype=torch.bool, device=device)]
+                )
+                target = torch.arange(m, device=device)
+                closs = closs + F.cross_entropy(sim[anchors], target[anchors])
             loss = loss + closs
             ema_c = closs.item() if ema_c is None else 0.95 * ema_c + 0.05 * closs.item()
         scaler.scale(loss).backward()
@@ -403,6 +436,7 @@ def main(argv: list[str] | None = None) -> int:
         embed_dim=256,
         max_tokens=args.max_tokens,
         truncation=args.truncation,
+        whitespace=args.whitespace,
         pruning=cfg,
         threshold=threshold,
         similarity_threshold=sim_threshold,
