@@ -113,9 +113,20 @@ def test_defect_json(tiny, tmp_path, capsys):
     assert pruned[-1] < none[-1]
     assert res["flops_ratio"] >= 1.0
     assert set(res["truncation"]) == {"head", "head_tail"}
+    lay, spread = res["robustness"]["layout"], res["robustness"]["embedding_spread"]
+    # The tiny tokenizer splits on whitespace, so relaying out the code changes nothing.
+    assert lay["max_abs_delta"] < 1e-5
+    assert spread["pairs"] > 0 and -1.0 <= spread["cosine_median"] <= 1.0
+    assert 0.0 <= spread["share_above_threshold"] <= 1.0
     assert Path(res["plot"]).is_file() and Path(res["plot"]).parent == report.parent
     text = report.read_text()
     assert "ROC-AUC" in text and Path(res["plot"]).name in text
+    assert "single newlines, tab indents" in text
+
+
+def test_relayout_undoes_devign_newlines():
+    code = "int f(void)\n\n{\n\n    if (x)\n\n        return 1;\n\n  y;\n\n}\n"
+    assert eval_defect.relayout(code) == "int f(void)\n{\n\tif (x)\n\t\treturn 1;\n  y;\n}\n"
 
 
 def test_tfidf_baseline_beats_chance():

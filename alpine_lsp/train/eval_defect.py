@@ -108,6 +108,53 @@ def compare_truncation(model, codes: list[str], labels: np.ndarray, own_scores: 
     return out
 
 
+def relayout(code: str) -> str:
+    """The same function as people write it: Devign's doubled newlines made single, and each
+    four-space indent step a tab."""
+    lines = code.replace("\r\n", "\n").replace("\n\n", "\n").split("\n")
+    out = []
+    for line in lines:
+        body = line.lstrip(" ")
+        steps, rest = divmod(len(line) - len(body), 4)
+        out.append("\t" * steps + " " * rest + body)
+    return "\n".join(out)
+
+
+def robustness(model, codes: list[str], labels: np.ndarray, own_scores: list) -> dict:
+    """Checks a held-out score cannot show: does layout move scores (Devign's layout is unlike
+    anyone's editor), and do unrelated functions look alike to the embedding (every such pair
+    above the similarity threshold would be a false similar-code hint)?"""
+    probs = np.array([s.probability for s in own_scores])
+    again = np.array([s.probability for s in model.score([relayout(c) for c in codes], "c")])
+    delta = np.abs(again - probs)
+    layout = {
+        "accuracy": float(((probs >= 0.5) == labels).mean()),
+        "accuracy_relaid": float(((again >= 0.5) == labels).mean()),
+        "flagged_share": float((probs >= model.threshold).mean()),
+        "flagged_share_relaid": float((again >= model.threshold).mean()),
+        "mean_abs_delta": float(delta.mean()),
+        "max_abs_delta": float(delta.max()),
+    }
+    emb = np.stack([s.embedding for s in own_scores])
+    rng = np.random.default_rng(SEED)
+    n = len(emb)
+    a = rng.integers(0, n, size=min(5000, n * (n - 1) // 2 or 1))
+    b = rng.integers(0, n, size=len(a))
+    keep = a != b
+    cos = np.einsum("ij,ij->i", emb[a[keep]], emb[b[keep]])
+    sim_t = model.similarity_threshold
+    spread = {
+        "pairs": int(keep.sum()),
+        "cosine_median": float(np.median(cos)) if len(cos) else float("nan"),
+        "cosine_p99": float(np.quantile(cos, 0.99)) if len(cos) else float("nan"),
+        "similarity_threshold": sim_t,
+        "share_above_threshold": (
+            float((cos >= sim_t).mean()) if sim_t is not None and len(cos) else None
+        ),
+    }
+    return {"layout": layout, "embedding_spread": spread}
+
+
 def markdown(res: dict, plot: Path | None) -> str:
     p, u, b, e = res["pruned"], res["none"], res["baseline"], res.get("encoder_only")
     cols = [p, u, *([e] if e else []), *([b] if b else [])]
@@ -210,6 +257,36 @@ def markdown(res: dict, plot: Path | None) -> str:
                 trows,
             ),
         ]
+    if res.get("robustness"):
+        lay, spr = res["robustness"]["layout"], res["robustness"]["embedding_spread"]
+        above = spr["share_above_threshold"]
+        lines += [
+            "",
+            "## Outside Devign's own form (pruned)",
+            "",
+            table(
+                ["layout", "accuracy @0.5", "flagged share @threshold"],
+                [
+                    ["as in Devign (doubled newlines)", lay["accuracy"], lay["flagged_share"]],
+                    [
+                        "single newlines, tab indents",
+                        lay["accuracy_relaid"],
+                        lay["flagged_share_relaid"],
+                    ],
+                ],
+            ),
+            "",
+            f"Layout moves a score by {fmt(lay['mean_abs_delta'], 4)} on average "
+            f"(at most {fmt(lay['max_abs_delta'], 4)}).",
+            f"Embeddings of {spr['pairs']} random pairs of distinct test functions: cosine "
+            f"median {fmt(spr['cosine_median'], 3)}, p99 {fmt(spr['cosine_p99'], 3)}; "
+            + (
+                f"{fmt(100 * above, 1)}% are at or above the similarity threshold "
+                f"{fmt(spr['similarity_threshold'], 3)} (each would be a similar-code hint)."
+                if above is not None
+                else "the model sets no similarity threshold (no hints by default)."
+            ),
+        ]
     if res.get("notes"):
         lines += ["", *(f"- {x}" for x in res["notes"])]
     return "\n".join(lines) + "\n"
@@ -302,6 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     add_ratios(res)
     if args.compare_truncation:
         res["truncation"] = compare_truncation(model, codes, labels, own_scores)
+    res["robustness"] = robustness(model, codes, labels, own_scores)
     res["baseline"] = None if args.no_baseline else tfidf_baseline(train, valid, test)
 
     plot = plot_path(args.report, args.plot)
