@@ -29,7 +29,7 @@ from ..model.tokenize import WHITESPACE, CodeTokenizer, normalize_code
 from ..pruning import PruningConfig
 from .checkpoint import load_state, save_state
 from .data import load_bcb, load_devign
-from .metrics import best_f1_threshold, precision_threshold
+from .metrics import best_f1_threshold, precision_threshold, random_pair_cosines
 from .scratch import SPECIALS, code_tokenizer, scratch_network
 
 
@@ -412,11 +412,12 @@ def main(argv: list[str] | None = None) -> int:
     save_ckpt()
 
     print("calibrating on the validation split", flush=True)
-    probs, _ = predict(net, valid_rows, tok.pad_id, cfg)
+    probs, valid_embs = predict(net, valid_rows, tok.pad_id, cfg)
     acc = float(((probs >= 0.5) == valid_y).mean())
     threshold = precision_threshold(probs, valid_y, 0.70, min_share=0.02)
-    sim_threshold = 0.8
-    extra = {"valid": {"accuracy": acc, "steps": step, "of_steps": total}}
+    # Without clone training the embedding is not fit for hints: no threshold, no hints.
+    sim_threshold: float | None = None
+    extra: dict = {"valid": {"accuracy": acc, "steps": step, "of_steps": total}}
     if clone:
         enc, _, valid_pairs = clone
         # The pair files are ordered by clone type: calibrate on a seeded random sample.
@@ -428,8 +429,14 @@ def main(argv: list[str] | None = None) -> int:
         pos = {k: i for i, k in enumerate(ids)}
         cos = np.array([float(embs[pos[a]] @ embs[pos[b]]) for a, b, _, _ in vp])
         labels = np.array([p[2] for p in vp])
-        sim_threshold, f1 = best_f1_threshold(cos, labels)
-        extra["valid"]["clone_f1"] = f1
+        best, f1 = best_f1_threshold(cos, labels)
+        # BigCloneBench counts weakly similar pairs as clones, so its best-F1 point can sit
+        # where unrelated C functions already meet. A hint must also clear what 99% of random
+        # pairs of validation C functions reach.
+        unrelated = random_pair_cosines(valid_embs, 5000, args.seed)
+        floor = float(np.quantile(unrelated, 0.99)) if len(unrelated) else -1.0
+        sim_threshold = round(max(best, floor), 3)
+        extra["valid"].update(clone_f1=f1, clone_best_f1_threshold=best, c_random_pairs_p99=floor)
     meta = ModelMeta(
         name=args.name,
         specials=specials,

@@ -19,7 +19,13 @@ from ..bench.common import sample
 from ..model import ModelLoadError, load_model
 from .data import load_devign
 from .lexical import C_GRID, fit_tfidf
-from .metrics import precision_at_top, precision_threshold, prf, roc_auc
+from .metrics import (
+    precision_at_top,
+    precision_threshold,
+    prf,
+    random_pair_cosines,
+    roc_auc,
+)
 from .report import (
     add_ratios,
     configs_of,
@@ -135,16 +141,10 @@ def robustness(model, codes: list[str], labels: np.ndarray, own_scores: list) ->
         "mean_abs_delta": float(delta.mean()),
         "max_abs_delta": float(delta.max()),
     }
-    emb = np.stack([s.embedding for s in own_scores])
-    rng = np.random.default_rng(SEED)
-    n = len(emb)
-    a = rng.integers(0, n, size=min(5000, n * (n - 1) // 2 or 1))
-    b = rng.integers(0, n, size=len(a))
-    keep = a != b
-    cos = np.einsum("ij,ij->i", emb[a[keep]], emb[b[keep]])
+    cos = random_pair_cosines(np.stack([s.embedding for s in own_scores]), 5000, SEED)
     sim_t = model.similarity_threshold
     spread = {
-        "pairs": int(keep.sum()),
+        "pairs": len(cos),
         "cosine_median": float(np.median(cos)) if len(cos) else float("nan"),
         "cosine_p99": float(np.quantile(cos, 0.99)) if len(cos) else float("nan"),
         "similarity_threshold": sim_t,

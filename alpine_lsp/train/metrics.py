@@ -69,3 +69,14 @@ def best_f1_threshold(scores: np.ndarray, labels: np.ndarray) -> tuple[float, fl
         if f > best[1]:
             best = (float(t), f)
     return best
+
+
+def random_pair_cosines(embs: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Cosines of up to `n` seeded random pairs of distinct rows (unit-length embeddings)."""
+    if len(embs) < 2:
+        return np.zeros(0)
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, len(embs), size=n)
+    b = rng.integers(0, len(embs), size=n)
+    keep = a != b
+    return np.einsum("ij,ij->i", embs[a[keep]], embs[b[keep]])
