@@ -77,7 +77,8 @@ def _layer(
     p_drop = sa.dropout.p if sa.training else 0.0
     scores = None
     if prune or want_scores:
-        logits = (q @ k.transpose(-1, -2)) / math.sqrt(q.shape[-1])
+        # Scaling q (L x d) instead of the logits (L x L) saves one pass over the square.
+        logits = (q * (1.0 / math.sqrt(q.shape[-1]))) @ k.transpose(-1, -2)
         if not full:  # a batch without padding (every batch of one) needs no key mask
             logits = logits.masked_fill(~key_ok, torch.finfo(logits.dtype).min)
         probs = logits.softmax(dim=-1)
