@@ -149,3 +149,13 @@ def plain(value):
     if isinstance(value, (list, tuple)):
         return [plain(v) for v in value]
     return value
+
+
+async def hover(client: LanguageClient, path: Path, line: int, character: int):
+    """The server's hover at a position of a file (None when it has nothing to say)."""
+    return await client.text_document_hover_async(
+        types.HoverParams(
+            text_document=types.TextDocumentIdentifier(uri=path.as_uri()),
+            position=types.Position(line=line, character=character),
+        )
+    )

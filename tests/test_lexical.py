@@ -109,9 +109,8 @@ def test_damaged_lexical_half_is_a_clear_error(fused_model, tmp_path, damage):
 
 
 async def test_hover_shows_both_halves(fused_model, tmp_path):
-    from lsprotocol import types
 
-    from tests.lsp_util import neovim_caps, open_doc, start, stop
+    from tests.lsp_util import hover, neovim_caps, open_doc, start, stop
     from tests.test_server import pull, settings
 
     root = tmp_path / "ws"
@@ -123,13 +122,8 @@ async def test_hover_shows_both_halves(fused_model, tmp_path):
     try:
         open_doc(client, path, text)
         await pull(client, path)
-        hover = await client.text_document_hover_async(
-            types.HoverParams(
-                text_document=types.TextDocumentIdentifier(uri=path.as_uri()),
-                position=types.Position(line=0, character=5),
-            )
-        )
-        value = hover.contents.value
+        shown = await hover(client, path, 0, 5)
+        value = shown.contents.value
         assert "lexical n-grams" in value and "encoder" in value
         assert "raised the lexical score most" in value and "`strcpy" in value
     finally:

@@ -15,6 +15,7 @@ from lsprotocol import types
 from tests.lsp_util import (
     C_SOURCE,
     change,
+    hover,
     model_ready,
     neovim_caps,
     open_doc,
@@ -192,24 +193,14 @@ async def test_hover_shows_score_and_pruning(workspace, tiny_model_dir, tmp_path
         path = workspace / "main.c"
         open_doc(client, path, C_SOURCE)
         await pull(client, path)
-        hover = await client.text_document_hover_async(
-            types.HoverParams(
-                text_document=types.TextDocumentIdentifier(uri=path.as_uri()),
-                position=types.Position(line=7, character=7),
-            )
-        )
-        text = hover.contents.value
+        shown = await hover(client, path, 7, 7)
+        text = shown.contents.value
         assert "copy_name" in text
         assert "defect probability" in text and "threshold 0.00" in text
         assert "tiny-random" in text  # the model name
         assert "tokens per layer after pruning:" in text and "→" in text
         assert " ms" in text
-        none = await client.text_document_hover_async(
-            types.HoverParams(
-                text_document=types.TextDocumentIdentifier(uri=path.as_uri()),
-                position=types.Position(line=0, character=2),
-            )
-        )
+        none = await hover(client, path, 0, 2)
         assert none is None
     finally:
         await stop(client)
@@ -252,15 +243,8 @@ async def test_missing_model_reports_and_stays_up(workspace, tmp_path):
         assert str(missing) in client.messages[0].message
         path = workspace / "main.c"
         open_doc(client, path, C_SOURCE)
-        hover = await wait_for(
-            lambda: client.text_document_hover_async(
-                types.HoverParams(
-                    text_document=types.TextDocumentIdentifier(uri=path.as_uri()),
-                    position=types.Position(line=2, character=5),
-                )
-            )
-        )
-        assert "model not loaded" in hover.contents.value
+        shown = await wait_for(lambda: hover(client, path, 2, 5))
+        assert "model not loaded" in shown.contents.value
     finally:
         assert await stop(client) == 0
 

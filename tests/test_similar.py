@@ -13,7 +13,7 @@ import pytest
 from lsprotocol import types
 
 from alpine_lsp.index import index_db_path
-from tests.lsp_util import open_doc, start, stats, stop, vscode_caps, wait_for
+from tests.lsp_util import hover, open_doc, start, stats, stop, vscode_caps, wait_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="function")
 
@@ -105,13 +105,8 @@ async def test_twin_gets_hint_with_related_location(workspace, tiny_model_dir, t
         )
         assert [loc["uri"] for loc in locations] == [(workspace / "src" / "b.c").as_uri()]
 
-        hover = await client.text_document_hover_async(
-            types.HoverParams(
-                text_document=types.TextDocumentIdentifier(uri=a.as_uri()),
-                position=types.Position(line=0, character=6),
-            )
-        )
-        assert "similar code:" in hover.contents.value and "src/b.c:2" in hover.contents.value
+        shown = await hover(client, a, 0, 6)
+        assert "similar code:" in shown.contents.value and "src/b.c:2" in shown.contents.value
     finally:
         await stop(client)
 
