@@ -68,6 +68,8 @@ def test_defect_json(tiny, tmp_path, capsys):
             "--report",
             str(report),
             "--compare-truncation",
+            "--alpha-sweep",
+            "0.25,2.0",
         ]
     )
     assert rc == 0
@@ -122,6 +124,19 @@ def test_defect_json(tiny, tmp_path, capsys):
     text = report.read_text()
     assert "ROC-AUC" in text and Path(res["plot"]).name in text
     assert "single newlines, tab indents" in text
+    sweep = res["alpha_sweep"]
+    assert [r["alpha"] for r in sweep] == [0.25, 2.0, None]
+    # A narrower band prunes more; no pruning saves nothing.
+    assert sweep[0]["flops_mean"] < sweep[1]["flops_mean"] <= sweep[2]["flops_mean"]
+    assert sweep[2]["flops_saved"] == 0.0
+    assert "Keep-band width" in text
+
+
+def test_bad_alpha_sweep_exits_2(tiny, tmp_path, capsys):
+    data = write_devign(tmp_path / "devign", synthetic_devign(16))
+    rc = eval_defect.main(["--model", str(tiny), "--data", str(data), "--alpha-sweep", "x,-1"])
+    assert rc == 2
+    assert "--alpha-sweep wants numbers" in capsys.readouterr().err
 
 
 def test_relayout_undoes_devign_newlines():

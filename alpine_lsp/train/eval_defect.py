@@ -11,12 +11,14 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from ..bench.common import sample
 from ..model import ModelLoadError, load_model
+from ..pruning import NO_PRUNING
 from .data import load_devign
 from .lexical import C_GRID, fit_tfidf
 from .metrics import (
@@ -112,6 +114,31 @@ def compare_truncation(model, codes: list[str], labels: np.ndarray, own_scores: 
         )
         out[strat] = m
     return out
+
+
+def alpha_sweep(model, valid: list[dict], alphas: list[float]) -> list[dict]:
+    """The keep band's width against accuracy and cost, on the validation split (choosing it on
+    test would tune to test): one row per alpha with the model's layers and mode, plus none."""
+    codes = [r["func"] for r in valid]
+    labels = np.array([r["target"] for r in valid])
+    rows = []
+    settings = [(a, replace(model.pruning, alpha=a)) for a in alphas]
+    for alpha, cfg in [*settings, (None, NO_PRUNING)]:
+        scores, stats = scoring_pass(model, codes, cfg, "c")
+        probs = np.array([s.probability for s in scores])
+        rows.append(
+            {
+                "alpha": alpha,
+                "accuracy": float(((probs >= 0.5) == labels).mean()),
+                "roc_auc": roc_auc(probs, labels),
+                "flops_mean": stats["flops_mean"],
+                "tokens_per_layer": stats["tokens_per_layer"],
+            }
+        )
+    full = rows[-1]["flops_mean"]
+    for r in rows:
+        r["flops_saved"] = 1.0 - r["flops_mean"] / full if full else float("nan")
+    return rows
 
 
 def relayout(code: str) -> str:
@@ -257,6 +284,25 @@ def markdown(res: dict, plot: Path | None) -> str:
                 trows,
             ),
         ]
+    if res.get("alpha_sweep"):
+        lines += [
+            "",
+            "## Keep-band width (validation split)",
+            "",
+            table(
+                ["alpha", "accuracy @0.5", "ROC-AUC", "FLOPs per function", "FLOPs saved"],
+                [
+                    [
+                        "no pruning" if r["alpha"] is None else r["alpha"],
+                        r["accuracy"],
+                        r["roc_auc"],
+                        r["flops_mean"],
+                        r["flops_saved"],
+                    ]
+                    for r in res["alpha_sweep"]
+                ],
+            ),
+        ]
     if res.get("robustness"):
         lay, spr = res["robustness"]["layout"], res["robustness"]["embedding_spread"]
         above = spr["share_above_threshold"]
@@ -314,7 +360,22 @@ def main(argv: list[str] | None = None) -> int:
         help="also score the test split with head and head_tail truncation",
     )
     ap.add_argument("--no-baseline", action="store_true", help="skip the TF-IDF baseline")
+    ap.add_argument(
+        "--alpha-sweep",
+        help="comma list of keep-band widths to score on the validation split, e.g. 0.5,1.0",
+    )
     args = ap.parse_args(argv)
+    try:
+        alphas = [float(a) for a in args.alpha_sweep.split(",")] if args.alpha_sweep else []
+        if any(not a >= 0 for a in alphas):
+            raise ValueError
+    except ValueError:
+        print(
+            f"alpine-lsp eval defect: --alpha-sweep wants numbers >= 0 separated by commas, "
+            f"got {args.alpha_sweep!r}",
+            file=sys.stderr,
+        )
+        return 2
 
     try:
         model = load_model(args.model, device="cpu", threads=args.threads)
@@ -380,6 +441,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.compare_truncation:
         res["truncation"] = compare_truncation(model, codes, labels, own_scores)
     res["robustness"] = robustness(model, codes, labels, own_scores)
+    if alphas:
+        res["alpha_sweep"] = alpha_sweep(model, valid, alphas)
     res["baseline"] = None if args.no_baseline else tfidf_baseline(train, valid, test)
 
     plot = plot_path(args.report, args.plot)
