@@ -10,7 +10,7 @@
 # most probable flagged one), SHOT_WAIT (seconds, default 300), KEEP_WORK=1 (keep the temp
 # folder), SHOT_LSP_DEBUG=1 (RPC trace in its lsp.log), SHOT_NO_NUDGE=1 (see init.lua below).
 # Model: MODEL_DIR if given; else the bundled model if alpine_lsp/model/bundled/model.safetensors
-# exists; else /work/ckpt/minilm_all if it exists; else a tiny random model with threshold 0.
+# exists; else a tiny random model with threshold 0.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -40,8 +40,6 @@ THRESHOLD=""
 if [[ -z "$MODEL" ]]; then
   if [[ -f "$ROOT/alpine_lsp/model/bundled/model.safetensors" ]]; then
     MODEL=""  # bundled: leave settings.alpine.model unset
-  elif [[ -f /work/ckpt/minilm_all/model.safetensors ]]; then
-    MODEL=/work/ckpt/minilm_all
   else
     MODEL="$WORK/tiny"
     "$PY" -c "import sys; from alpine_lsp.model.tiny import create_tiny_model as c; c(sys.argv[1])" "$MODEL"
