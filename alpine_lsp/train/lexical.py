@@ -60,7 +60,9 @@ def fit_fusion(enc_logits: np.ndarray, lex_logits: np.ndarray, labels: np.ndarra
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(p, dtype=np.float64), 1e-7, 1 - 1e-7)
+    # The model computes its probabilities in float64 from the encoder's logit, so this gives
+    # the logit back to rounding for |logit| < 34; only beyond that does the clip bite.
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-15, 1 - 1e-15)
     return np.log(p / (1 - p))
 
 
