@@ -2,7 +2,9 @@
 
 The run is seeded and checkpoints every few minutes outside the repository; `--resume` picks up
 from the last checkpoint with the same batch order. With clone data it trains the embedding head
-on BigCloneBench pairs in the same run, so the shipped model has both heads on one encoder.
+in the same run, so the shipped model has both heads on one encoder: BigCloneBench pairs by
+their labels, and an in-batch contrastive loss over those pairs and over Devign functions seen
+twice under dropout, so that C functions, which no clone pair covers, do not all embed alike.
 """
 
 from __future__ import annotations
