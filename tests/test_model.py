@@ -119,3 +119,33 @@ def test_bundled_model_loads_and_scores() -> None:
     assert s.tokens_per_layer[-1] < s.tokens_per_layer[0]
     emb = m.embed([CODES[0], CODES[0].replace("a + b", "b + a"), CODES[2]], "c")
     assert emb[0] @ emb[1] > emb[0] @ emb[2]
+
+
+@pytest.mark.skipif(
+    not (BUNDLED_DIR / "model.safetensors").is_file(),
+    reason="the bundled model is not in this checkout",
+)
+def test_bundled_model_on_code_unlike_devign() -> None:
+    """The acceptance check the previous candidate failed: on the hand-written examples it
+    flagged every function and embedded every pair at cosine > 0.99."""
+    from alpine_lsp.parsing import extract_functions, language_for
+
+    m = load_model(device="cpu")
+    assert m.meta.whitespace == "collapse"
+    examples = Path(__file__).resolve().parents[1] / "alpine_lsp" / "examples"
+    codes = []
+    for p in sorted(examples.iterdir()):
+        lang = language_for(str(p))
+        if lang:
+            codes += [f.text for f in extract_functions(p.read_text(), lang)]
+    assert len(codes) >= 10
+    scores = m.score(codes, "c")
+    flagged = [s.probability >= m.threshold for s in scores]
+    assert 0 < sum(flagged) < len(codes)
+    emb = np.stack([s.embedding for s in scores])
+    cos = emb @ emb.T
+    pairs = cos[np.triu_indices(len(codes), 1)]
+    assert np.median(pairs) < 0.9
+    # Layout does not move a score: the same functions with Devign's doubled newlines.
+    again = m.defect_probability([c.replace("\n", "\n\n") for c in codes], "c")
+    assert np.allclose(again, [s.probability for s in scores], atol=1e-5)
