@@ -167,9 +167,10 @@ async def test_damaged_index_database_is_rebuilt(workspace, tiny_model_dir, tmp_
         assert await stop(client) == 0
 
 
-def test_model_without_similarity_threshold_offers_no_hints(tmp_path):
+async def test_model_without_similarity_threshold_offers_no_hints(tmp_path):
     """alpine.json may say similarity_threshold: null (embeddings not fit for hints): check
     then reports no similar code unless the user sets a threshold."""
+    # async only because the module marks every test asyncio; everything here is synchronous.
     import json
 
     from alpine_lsp.model import load_model
