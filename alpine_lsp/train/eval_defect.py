@@ -160,11 +160,13 @@ def robustness(model, codes: list[str], labels: np.ndarray, own_scores: list) ->
     probs = np.array([s.probability for s in own_scores])
     again = np.array([s.probability for s in model.score([relayout(c) for c in codes], "c")])
     delta = np.abs(again - probs)
+    before = defect_metrics(probs, labels, model.threshold)
+    after = defect_metrics(again, labels, model.threshold)
     layout = {
-        "accuracy": float(((probs >= 0.5) == labels).mean()),
-        "accuracy_relaid": float(((again >= 0.5) == labels).mean()),
-        "flagged_share": float((probs >= model.threshold).mean()),
-        "flagged_share_relaid": float((again >= model.threshold).mean()),
+        "accuracy": before["accuracy"],
+        "accuracy_relaid": after["accuracy"],
+        "flagged_share": before["at_threshold"]["flagged_share"],
+        "flagged_share_relaid": after["at_threshold"]["flagged_share"],
         "mean_abs_delta": float(delta.mean()),
         "max_abs_delta": float(delta.max()),
     }
