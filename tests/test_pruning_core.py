@@ -336,6 +336,54 @@ def test_repack_carry_moves_with_tokens():
     assert torch.allclose(dropped, torch.tensor([[0.5, 0.2, 0.3, 0.4]]))
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    keep_bits=st.lists(st.booleans(), min_size=1, max_size=12),
+    merge=st.booleans(),
+    seed=st.integers(0, 1000),
+)
+def test_repack_single_row_matches_batched(keep_bits, merge, seed):
+    """A batch of one takes an indexing shortcut; it must give what the general path gives for
+    the same row inside a padded batch (row 1 there is padding-heavy so the general path runs)."""
+    length = len(keep_bits)
+    gen = torch.Generator().manual_seed(seed)
+    hidden = torch.randn(1, length, 4, generator=gen)
+    keep = torch.tensor([keep_bits])
+    if not merge and not keep.any():
+        keep[0, 0] = True  # the shortcut assumes something survives; the encoder's always does
+    one = _state([[1] * length])
+    one.size = torch.rand(1, length, generator=gen) + 0.5
+    carry = torch.rand(1, length, generator=gen)
+
+    two = _state([[1] * length, [1] + [0] * (length - 1)])
+    two.size = torch.cat([one.size, torch.ones(1, length)])
+    got = repack(hidden, one, keep, merge, carry)
+    ref = repack(
+        torch.cat([hidden, torch.zeros_like(hidden)]),
+        two,
+        torch.cat([keep, torch.ones_like(keep)]),
+        merge,
+        torch.cat([carry, torch.zeros_like(carry)]),
+    )
+    n = got[0].shape[1]
+    assert int(ref[1].valid[0].sum()) == n
+    assert torch.allclose(got[0][0], ref[0][0, :n], atol=1e-6)
+    assert torch.allclose(got[1].size[0], ref[1].size[0, :n])  # merged sizes: summing order
+    for name in ("special", "origin", "valid"):
+        assert torch.equal(getattr(got[1], name)[0], getattr(ref[1], name)[0, :n]), name
+    assert torch.allclose(got[2][0], ref[2][0, :n])
+
+
+def test_importance_without_padding_matches_padded_path():
+    gen = torch.Generator().manual_seed(3)
+    probs = torch.randn(1, 2, 6, 6, generator=gen).softmax(-1)
+    full = importance(probs, torch.ones(1, 6, dtype=torch.bool))
+    # The same row beside a padded one takes the masked path.
+    both = torch.cat([probs, probs])
+    valid = torch.tensor([[1] * 6, [1, 1, 1, 0, 0, 0]], dtype=torch.bool)
+    assert torch.allclose(full[0], importance(both, valid)[0], atol=1e-7)
+
+
 # ---------------------------------------------------------------------------------------------
 # FLOPs
 
