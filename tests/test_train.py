@@ -135,3 +135,47 @@ def test_without_clone_training_the_model_offers_no_hints(setup, tmp_path):
     run(base, data, tmp_path / "m", "--stop-at-step", "1")
     meta = json.loads((tmp_path / "m" / "alpine.json").read_text())
     assert meta["similarity_threshold"] is None
+
+
+def test_calibrate_only_keeps_weights_and_record(setup, tmp_path):
+    base, data = setup
+    run(base, data, tmp_path / "m", "--stop-at-step", "2", "--max-tokens", "64")
+    before = json.loads((tmp_path / "m" / "alpine.json").read_text())
+    # No --max-tokens here: how the model reads code comes from the model, not the defaults.
+    run(tmp_path / "m", data, tmp_path / "r", "--calibrate-only", "--alpha", "0.5")
+    after = json.loads((tmp_path / "r" / "alpine.json").read_text())
+
+    a = load_file(str(tmp_path / "m" / "model.safetensors"))
+    b = load_file(str(tmp_path / "r" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert after["pruning"]["alpha"] == 0.5 and before["pruning"]["alpha"] == 1.0
+    assert after["max_tokens"] == 64 and after["name"] == before["name"]
+    assert after["training"] == before["training"]
+    assert [c["alpha"] for c in after["calibrations"]] == [0.5]
+    assert after["valid"]["steps"] == before["valid"]["steps"] == 2
+    assert not (tmp_path / "r.ckpt").exists()
+
+    # A second recalibration appends to the record.
+    run(tmp_path / "r", data, tmp_path / "r2", "--calibrate-only", "--alpha", "0.75")
+    again = json.loads((tmp_path / "r2" / "alpine.json").read_text())
+    assert [c["alpha"] for c in again["calibrations"]] == [0.5, 0.75]
+
+
+def test_calibrate_only_refuses_what_it_cannot_recalibrate(setup, tmp_path, capsys):
+    base, data = setup
+    with pytest.raises(SystemExit, match="not one"):
+        defect.main(
+            [
+                "--data",
+                str(data),
+                "--base",
+                str(tmp_path),
+                "--out",
+                str(tmp_path / "o"),
+                "--calibrate-only",
+            ]
+        )
+    run(base, data, tmp_path / "m", "--stop-at-step", "1")
+    (tmp_path / "m" / "lexical.json").write_text("{}")
+    with pytest.raises(SystemExit, match="lexical half"):
+        run(tmp_path / "m", data, tmp_path / "o", "--calibrate-only")

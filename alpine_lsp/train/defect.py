@@ -26,6 +26,7 @@ from tokenizers import Tokenizer
 from tqdm import tqdm
 
 from ..model.files import ModelMeta, write_dir
+from ..model.lexical import JSON_NAME as LEXICAL_JSON
 from ..model.network import ENCODERS, AlpineNetwork
 from ..model.tokenize import WHITESPACE, CodeTokenizer, normalize_code
 from ..pruning import PruningConfig
@@ -160,6 +161,35 @@ def predict(net, rows, pad_id, cfg, batch=32) -> tuple[np.ndarray, np.ndarray]:
     return probs, embs
 
 
+def _calibration_source(base: str) -> dict:
+    """The alpine.json of a model directory that --calibrate-only can recalibrate, or exit."""
+    meta_path = Path(base) / "alpine.json"
+    if not meta_path.is_file():
+        sys.exit(f"--calibrate-only needs a trained model directory as --base; {base} is not one")
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    if "fusion" in meta or (Path(base) / LEXICAL_JSON).is_file():
+        # Its threshold belongs to the fused score, which this command does not compute.
+        sys.exit(
+            f"{base} has a lexical half: recalibrate the encoder's own directory, then run "
+            "`alpine-lsp train lexical` on the result again"
+        )
+    return meta
+
+
+def _training_record(args: dict, previous: dict, measured: dict) -> dict:
+    """alpine.json extras: how the weights were trained, and how they were calibrated when that
+    was a later, separate step (so the record never shows only the last invocation)."""
+    if not args["calibrate_only"]:
+        return {"training": dict(args), **measured}
+    record = {"training": previous.get("training"), **measured}
+    before = previous.get("valid") or {}
+    if "steps" in before:  # the weights are the ones those steps produced
+        record["valid"] = {**measured["valid"], "steps": before["steps"]}
+        record["valid"]["of_steps"] = before.get("of_steps", before["steps"])
+    record["calibrations"] = [*previous.get("calibrations", []), dict(args)]
+    return record
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="alpine-lsp train defect", description=__doc__)
     ap.add_argument("--data", required=True, help="Devign directory (devign.jsonl.gz, split.json)")
@@ -211,7 +241,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--name", help="model name (default from the base)")
     ap.add_argument("--eval-limit", type=int, default=0, help="calibrate on this many (smoke runs)")
+    ap.add_argument(
+        "--calibrate-only",
+        action="store_true",
+        help="do not train: recalibrate the model directory given as --base (its thresholds, "
+        "for this run's --pruning/--alpha) and write it to --out, keeping its training record",
+    )
     args = ap.parse_args(argv)
+    previous: dict = {}
+    if args.calibrate_only:
+        previous = _calibration_source(args.base)
+        # How the model reads code is part of what it learned, not a calibration choice.
+        args.max_tokens = previous["max_tokens"]
+        args.truncation = previous["truncation"]
+        args.whitespace = previous.get("whitespace", "keep")
+        args.name = args.name or previous["name"]
     if args.name is None:
         kind = {"minilm": "minilm", "scratch": "code-roberta"}.get(args.base, Path(args.base).name)
         args.name = f"alpine-{kind}-devign"
@@ -227,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     rng = random.Random(args.seed)
     cfg = PruningConfig(alpha=args.alpha, layers=args.pruning, mode=args.mode)
     ckpt = Path(args.ckpt or f"{args.out}.ckpt")
-    ckpt.mkdir(parents=True, exist_ok=True)
+    if not args.calibrate_only:
+        ckpt.mkdir(parents=True, exist_ok=True)
 
     t0 = time.time()
     dev = load_devign(args.data)
@@ -248,11 +293,14 @@ def main(argv: list[str] | None = None) -> int:
         "vocab_size": args.vocab_size,
         "max_tokens": max(512, args.max_tokens),
     }
-    tok_path = ckpt / "tokenizer.json"
+    tok_path = (
+        Path(args.base) / "tokenizer.json" if args.calibrate_only else ckpt / "tokenizer.json"
+    )
     # The learned vocabulary is part of the checkpoint: never relearn it on resume.
     saved = tok_path.read_text(encoding="utf-8") if args.resume and tok_path.is_file() else None
     net, tok_json, specials = build_base(args.base, 256, corpus, scratch, saved)
-    tok_path.write_text(tok_json, encoding="utf-8")
+    if not args.calibrate_only:
+        tok_path.write_text(tok_json, encoding="utf-8")
     tok = CodeTokenizer.from_file(str(tok_path), specials, args.whitespace)
 
     train_rows = encode_all(
@@ -285,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         epoch += 1
     batches = batches[: math.ceil(args.epochs * len(per_epoch))]
-    total = len(batches)
+    total = 0 if args.calibrate_only else len(batches)
 
     net.to(device).train()
     clone_bias = torch.nn.Parameter(torch.tensor(-5.0, device=device))
@@ -299,10 +347,10 @@ def main(argv: list[str] | None = None) -> int:
     opt = torch.optim.AdamW(params, weight_decay=0.01)
     warm = max(1, total // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * max(0.05, 1 - s / total)
+        opt, lambda s: min(1.0, (s + 1) / warm) * max(0.05, 1 - s / max(1, total))
     )
     step = 0
-    if args.resume and (ckpt / "state.json").is_file():
+    if args.resume and not args.calibrate_only and (ckpt / "state.json").is_file():
         state = json.loads((ckpt / "state.json").read_text())
         net.load_state_dict(load_file(str(ckpt / "net.safetensors")))
         extra = load_state(ckpt, "optim")
@@ -411,7 +459,8 @@ def main(argv: list[str] | None = None) -> int:
             save_ckpt()
             last_ckpt = time.time()
     bar.close()
-    save_ckpt()
+    if not args.calibrate_only:
+        save_ckpt()
 
     print("calibrating on the validation split", flush=True)
     probs, valid_embs = predict(net, valid_rows, tok.pad_id, cfg)
@@ -443,14 +492,14 @@ def main(argv: list[str] | None = None) -> int:
     meta = ModelMeta(
         name=args.name,
         specials=specials,
-        embed_dim=256,
+        embed_dim=net.embed_head.out_features,  # a continued alpine model keeps its own
         max_tokens=args.max_tokens,
         truncation=args.truncation,
         whitespace=args.whitespace,
         pruning=cfg,
         threshold=threshold,
         similarity_threshold=sim_threshold,
-        extra={"training": {k: v for k, v in vars(args).items()}, **extra},
+        extra=_training_record(vars(args), previous, extra),
     )
     write_dir(net.cpu(), tok_json, meta, args.out)
     print(
