@@ -14,6 +14,7 @@ import pytest
 from alpine_lsp.model.tiny import create_tiny_model
 from alpine_lsp.train import eval_defect
 from alpine_lsp.train.eval_defect import defect_metrics, tfidf_baseline
+from alpine_lsp.train.metrics import distinct_pairs, random_pair_cosines
 
 BAD = "strcpy(buf, src); memcpy(dst, src, len); gets(line);"
 GOOD = "strncpy(buf, src, sizeof(buf) - 1); if (len > cap) return -1; fgets(line, n, f);"
@@ -164,3 +165,20 @@ def test_defect_metrics_values():
 def test_missing_data_exits_2(tiny, tmp_path, capsys):
     assert eval_defect.main(["--model", str(tiny), "--data", str(tmp_path / "nope")]) == 2
     assert "lacks" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("rows", [2, 3, 17, 64])
+def test_distinct_pairs_cover_all_pairs_once(rows):
+    a, b = distinct_pairs(rows, 10**6, seed=5)
+    got = sorted(zip(a.tolist(), b.tolist(), strict=True))
+    assert got == [(i, j) for i in range(rows) for j in range(i + 1, rows)]
+
+
+def test_distinct_pairs_sample_is_distinct_and_in_range():
+    a, b = distinct_pairs(2719, 100_000, seed=31)
+    assert len(a) == 100_000
+    assert (a >= 0).all() and (a < b).all() and (b < 2719).all()
+    assert len(set(zip(a.tolist(), b.tolist(), strict=True))) == 100_000
+    assert distinct_pairs(1, 10, seed=0)[0].size == 0
+    emb = np.eye(3)
+    assert random_pair_cosines(emb, 10, seed=0).tolist() == [0.0, 0.0, 0.0]

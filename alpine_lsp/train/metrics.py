@@ -72,11 +72,24 @@ def best_f1_threshold(scores: np.ndarray, labels: np.ndarray) -> tuple[float, fl
 
 
 def random_pair_cosines(embs: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """Cosines of up to `n` seeded random pairs of distinct rows (unit-length embeddings)."""
-    if len(embs) < 2:
-        return np.zeros(0)
-    rng = np.random.default_rng(seed)
-    a = rng.integers(0, len(embs), size=n)
-    b = rng.integers(0, len(embs), size=n)
-    keep = a != b
-    return np.einsum("ij,ij->i", embs[a[keep]], embs[b[keep]])
+    """Cosines of min(n, all) seeded random pairs of distinct rows (unit-length embeddings)."""
+    a, b = distinct_pairs(len(embs), n, seed)
+    return np.einsum("ij,ij->i", embs[a], embs[b])
+
+
+def distinct_pairs(rows: int, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """min(n, all) seeded random index pairs (a, b), a < b < rows, no pair twice."""
+    total = rows * (rows - 1) // 2
+    if total <= 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    k = np.random.default_rng(seed).choice(total, size=min(n, total), replace=False)
+
+    def first(a: np.ndarray) -> np.ndarray:  # number of the first pair whose smaller row is a
+        return a * rows - a * (a + 1) // 2
+
+    # Invert first() with the quadratic formula, then mend floating-point rounding.
+    a = np.floor((2 * rows - 1 - np.sqrt((2 * rows - 1) ** 2 - 8 * k)) / 2).astype(np.int64)
+    a = np.clip(a, 0, rows - 2)
+    a -= k < first(a)
+    a += k >= first(a + 1)
+    return a, a + 1 + (k - first(a))
