@@ -152,6 +152,7 @@ def test_calibrate_only_keeps_weights_and_record(setup, tmp_path):
     assert after["max_tokens"] == 64 and after["name"] == before["name"]
     assert after["training"] == before["training"]
     assert [c["alpha"] for c in after["calibrations"]] == [0.5]
+    assert "lr" not in after["calibrations"][0]  # only what calibration used
     assert after["valid"]["steps"] == before["valid"]["steps"] == 2
     assert not (tmp_path / "r.ckpt").exists()
 

@@ -186,7 +186,8 @@ def _training_record(args: dict, previous: dict, measured: dict) -> dict:
     if "steps" in before:  # the weights are the ones those steps produced
         record["valid"] = {**measured["valid"], "steps": before["steps"]}
         record["valid"]["of_steps"] = before.get("of_steps", before["steps"])
-    record["calibrations"] = [*previous.get("calibrations", []), dict(args)]
+    used = ("data", "clone_data", "base", "out", "pruning", "alpha", "mode", "seed", "eval_limit")
+    record["calibrations"] = [*previous.get("calibrations", []), {k: args[k] for k in used}]
     return record
 
 
