@@ -149,3 +149,21 @@ def test_bundled_model_on_code_unlike_devign() -> None:
     # Layout does not move a score: the same functions with Devign's doubled newlines.
     again = m.defect_probability([c.replace("\n", "\n\n") for c in codes], "c")
     assert np.allclose(again, [s.probability for s in scores], atol=1e-5)
+
+
+def test_explanation_falls_back_to_the_first_layer(tiny_model_dir: Path) -> None:
+    """A narrow band leaves a short function almost nothing at the last layer; the hover's
+    "why" then comes from the first layer, which saw every token, and says so."""
+    code = "int scale(int value, int factor) { int result = value * factor; return result; }"
+    m = load_model(tiny_model_dir, device="cpu")
+    m.configure(pruning=PruningConfig(layers="none"))
+    kept = m.score([code], "c", explain=True)[0]
+    assert len(kept.top_tokens) >= 3
+    assert kept.top_tokens_layer == len(kept.tokens_per_layer) - 1  # the last layer
+    m.configure(pruning=PruningConfig(layers="all", alpha=0.0))
+    hard = m.score([code], "c", explain=True)[0]
+    assert hard.tokens_per_layer[-1] <= 3  # specials and the merged token at most
+    assert hard.top_tokens_layer == 1 and len(hard.top_tokens) >= 3
+    # Pieces of the function's own text (the tiny model's vocabulary splits words), no
+    # punctuation-only pieces.
+    assert all(t in code and set(t) - set("_();,{}*=") for t, _ in hard.top_tokens)

@@ -200,6 +200,8 @@ async def test_hover_shows_score_and_pruning(workspace, tiny_model_dir, tmp_path
         assert "tiny-random" in text  # the model name
         assert "tokens per layer after pruning:" in text and "→" in text
         assert " ms" in text
+        # The tokens behind the score, and which layer's attention ranked them.
+        assert "- why: tokens with most attention " in text
         none = await hover(client, path, 0, 2)
         assert none is None
     finally:

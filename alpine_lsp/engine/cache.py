@@ -33,6 +33,7 @@ def _to_row(s: FunctionScore) -> tuple:
         "ms": s.ms,
         "parts": s.parts,
         "lexical_terms": s.lexical_terms,
+        "top_tokens_layer": s.top_tokens_layer,
     }
     return s.probability, json.dumps(meta), np.asarray(s.embedding, np.float32).tobytes()
 
@@ -50,6 +51,7 @@ def _from_row(prob: float, meta_s: str, emb: bytes) -> FunctionScore:
         ms=float(meta["ms"]),
         parts={str(k): float(v) for k, v in meta.get("parts", {}).items()},
         lexical_terms=[(str(t), float(w)) for t, w in meta.get("lexical_terms", [])],
+        top_tokens_layer=int(meta.get("top_tokens_layer", 0)),
     )
 
 

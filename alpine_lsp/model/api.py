@@ -23,7 +23,8 @@ from .tokenize import CodeTokenizer
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-PUNCT_ONLY = set("()[]{};,.:+-*/%&|^!~<>=?\"'#\\@$`")
+# Pieces that name nothing on their own (BPE splits identifiers, so a lone "_" appears too).
+PUNCT_ONLY = set("()[]{};,.:+-*/%&|^!~<>=?\"'#\\@$`_")
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -34,6 +35,10 @@ def pick_device(device: str = "auto") -> torch.device:
     if device not in ("cpu", "cuda"):
         raise ModelLoadError(f"device must be auto, cpu or cuda, got {device!r}")
     return torch.device(device)
+
+
+# Fewer code tokens than this at the last layer: explain from the first layer instead.
+MIN_FOCUS_TOKENS = 3
 
 
 class AlpineModel:
@@ -166,16 +171,27 @@ class AlpineModel:
             probs, parts, terms = self._fuse([codes[i] for i in idx], enc_logits, explain)
             origins = out.alpine.state.origin.cpu().numpy()
             scores = out.alpine.scores.float().cpu().numpy() if explain else None
+            first = out.alpine.first_scores
+            first = first.float().cpu().numpy() if explain and first is not None else None
             for row, i in enumerate(idx):
                 lens = [int(x) for x in lengths[row]]
                 top: list[tuple[str, float]] = []
+                top_layer = 0
                 if scores is not None:
                     top = _top_tokens(batch.tokens[row], origins[row], scores[row])
+                    top_layer = len(lens) - 1
+                if first is not None and len(top) < MIN_FOCUS_TOKENS:
+                    # A narrow band can leave almost nothing at the last layer of a short
+                    # function; then the first layer, which saw every token, says where it looked.
+                    early = _top_tokens(batch.tokens[row], np.arange(first.shape[1]), first[row])
+                    if len(early) > len(top):
+                        top, top_layer = early, 1
                 results[i] = FunctionScore(
                     probability=float(probs[row]),
                     embedding=embs[row].astype(np.float32),
                     tokens_per_layer=lens,
                     top_tokens=top,
+                    top_tokens_layer=top_layer if top else 0,
                     n_tokens=batch.full_lengths[row],
                     truncated=batch.truncated[row],
                     flops=sum(encoder_flops(lens, enc.hidden_size, enc.intermediate_size)),

@@ -18,7 +18,7 @@ class FunctionScore:
     probability: float
     embedding: np.ndarray  # (D,) float32, unit length
     tokens_per_layer: list[int]  # input length, then the length after each layer
-    top_tokens: list[tuple[str, float]]  # code tokens that survived to the last layer, by weight
+    top_tokens: list[tuple[str, float]]  # code tokens the model attended to most, by weight
     n_tokens: int  # content tokens before truncation
     truncated: bool
     flops: int
@@ -27,3 +27,6 @@ class FunctionScore:
     # that raised the score most (explain only).
     parts: dict[str, float] = field(default_factory=dict)
     lexical_terms: list[tuple[str, float]] = field(default_factory=list)
+    # Which layer's attention ranked top_tokens (1-based): the last layer, among the tokens that
+    # survived pruning, or 1 when too few survived; 0 when there are none.
+    top_tokens_layer: int = 0

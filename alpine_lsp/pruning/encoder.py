@@ -26,6 +26,9 @@ class AlpineOutput:
     state: TokenState  # bookkeeping for the L' final positions
     lengths: torch.Tensor  # (B, num_layers + 1) valid length before layer 0 and after each layer
     scores: torch.Tensor | None  # (B, L') importance at the last layer, when it was computed
+    # (B, L) importance in the first layer for every input position, when scores were tracked:
+    # what the model looked at before anything was pruned.
+    first_scores: torch.Tensor | None = None
 
     def pooled(self) -> torch.Tensor:
         """Size-weighted mean of the final positions: each stands for `size` original tokens."""
@@ -102,7 +105,9 @@ def _layer(
     prune: bool,
     want_scores: bool,
     cfg: PruningConfig,
-) -> tuple[torch.Tensor, TokenState, torch.Tensor | None]:
+) -> tuple[torch.Tensor, TokenState, torch.Tensor | None, torch.Tensor | None]:
+    """(hidden, state, scores moved with the surviving positions, scores of the positions that
+    came in). The scores are None unless the layer prunes or `want_scores`."""
     attn = layer.attention
     sa = attn.self
     n_heads = sa.num_attention_heads
@@ -121,6 +126,7 @@ def _layer(
     out = attn.output
     hidden = out.LayerNorm(out.dropout(out.dense(ctx)) + hidden)
 
+    incoming = scores
     if prune:
         keep = keep_band(scores, state, cfg.alpha)
         # Scores move with their tokens; the merged token gets 0 (it is not one code token).
@@ -130,7 +136,7 @@ def _layer(
     inter = layer.intermediate.intermediate_act_fn(layer.intermediate.dense(hidden))
     ffn = layer.output
     hidden = ffn.LayerNorm(ffn.dropout(ffn.dense(inter)) + hidden)
-    return hidden, state, scores
+    return hidden, state, scores, incoming
 
 
 def encode(
@@ -144,7 +150,8 @@ def encode(
     """Embed and run every layer with the ALPINE rule of `cfg`.
 
     `special` marks the always-kept positions; by default the first and the last valid token.
-    With `cfg.track_scores`, the importance at the last layer is returned for the final positions.
+    With `cfg.track_scores`, the importance at the last layer is returned for the final positions,
+    and the first layer's for every input position.
     """
     bert = base_model(model)
     layers = bert.encoder.layer
@@ -152,18 +159,20 @@ def encode(
     state = TokenState.initial(attention_mask, special)
     hidden = bert.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
     lengths = [state.lengths]
-    last_scores = None
+    last_scores = first_scores = None
     for i, layer in enumerate(layers):
         prune = cfg.prunes(i, n)
-        want = cfg.track_scores and i == n - 1
-        hidden, state, scores = _layer(layer, hidden, state, prune, want, cfg)
+        want = cfg.track_scores and i in (0, n - 1)
+        hidden, state, scores, incoming = _layer(layer, hidden, state, prune, want, cfg)
+        if want and i == 0:
+            first_scores = incoming
         lengths.append(state.lengths)
-        if want:
+        if want and i == n - 1:
             last_scores = scores
         # Keep padded positions at exact zero so nothing can leak through them.
         if not bool(state.valid.all()):
             hidden = hidden * state.valid.unsqueeze(-1).to(hidden.dtype)
-    return AlpineOutput(hidden, state, torch.stack(lengths, dim=1), last_scores)
+    return AlpineOutput(hidden, state, torch.stack(lengths, dim=1), last_scores, first_scores)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -67,7 +67,12 @@ def render(ls: AlpineServer, fr: FunctionResult) -> str:
         )
     if s.top_tokens:
         why = ", ".join(f"`{t}`" for t, _ in s.top_tokens)
-        lines.append(f"- why: tokens that survived to the last layer with most attention: {why}")
+        last = len(s.tokens_per_layer) - 1
+        if s.top_tokens_layer and s.top_tokens_layer < last:
+            where = f"in layer {s.top_tokens_layer} (too few survived pruning to the last layer)"
+        else:
+            where = "among those that survived to the last layer"
+        lines.append(f"- why: tokens with most attention {where}: {why}")
     if s.lexical_terms:
         terms = ", ".join(f"`{t}`" for t, _ in s.lexical_terms)
         lines.append(f"- n-grams that raised the lexical score most: {terms}")
