@@ -130,16 +130,22 @@ def weights_digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def read_dir(path: str | os.PathLike) -> tuple[AlpineNetwork, CodeTokenizer, ModelMeta, str]:
-    """Build the network from a directory: (network fp32 on CPU, tokenizer, meta, digest)."""
+def read_meta(path: str | os.PathLike) -> ModelMeta:
+    """The checked `alpine.json` of a model directory, without building anything."""
     p = check_dir(path)
     meta_d = _read_json(p / "alpine.json")
     if int(meta_d.get("format", FORMAT)) > FORMAT:
         raise ModelLoadError(f"{p} uses model format {meta_d['format']}; upgrade alpine-lsp")
     try:
-        meta = ModelMeta.from_dict(meta_d)
+        return ModelMeta.from_dict(meta_d)
     except (TypeError, ValueError) as e:
         raise ModelLoadError(f"{p / 'alpine.json'}: {e}") from None
+
+
+def read_dir(path: str | os.PathLike) -> tuple[AlpineNetwork, CodeTokenizer, ModelMeta, str]:
+    """Build the network from a directory: (network fp32 on CPU, tokenizer, meta, digest)."""
+    p = check_dir(path)
+    meta = read_meta(p)
     cfg_d = _read_json(p / "config.json")
     kind = cfg_d.get("model_type")
     if kind not in ENCODERS:

@@ -25,9 +25,10 @@ from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
 from tqdm import tqdm
 
-from ..model.files import ModelMeta, write_dir
+from ..model.files import ModelMeta, read_meta, write_dir
 from ..model.lexical import JSON_NAME as LEXICAL_JSON
 from ..model.network import ENCODERS, AlpineNetwork
+from ..model.score import ModelLoadError
 from ..model.tokenize import WHITESPACE, CodeTokenizer, normalize_code
 from ..pruning import PruningConfig
 from .checkpoint import load_state, save_state
@@ -161,13 +162,15 @@ def predict(net, rows, pad_id, cfg, batch=32) -> tuple[np.ndarray, np.ndarray]:
     return probs, embs
 
 
-def _calibration_source(base: str) -> dict:
-    """The alpine.json of a model directory that --calibrate-only can recalibrate, or exit."""
-    meta_path = Path(base) / "alpine.json"
-    if not meta_path.is_file():
-        sys.exit(f"--calibrate-only needs a trained model directory as --base; {base} is not one")
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    if "fusion" in meta or (Path(base) / LEXICAL_JSON).is_file():
+def _calibration_source(base: str) -> ModelMeta:
+    """The meta of a model directory that --calibrate-only can recalibrate, or exit."""
+    try:
+        meta = read_meta(base)
+    except ModelLoadError as e:
+        sys.exit(
+            f"--calibrate-only needs a trained model directory as --base; {base} is not one ({e})"
+        )
+    if "fusion" in meta.extra or (Path(base) / LEXICAL_JSON).is_file():
         # Its threshold belongs to the fused score, which this command does not compute.
         sys.exit(
             f"{base} has a lexical half: recalibrate the encoder's own directory, then run "
@@ -251,12 +254,13 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     previous: dict = {}
     if args.calibrate_only:
-        previous = _calibration_source(args.base)
+        source = _calibration_source(args.base)
+        previous = source.extra
         # How the model reads code is part of what it learned, not a calibration choice.
-        args.max_tokens = previous["max_tokens"]
-        args.truncation = previous["truncation"]
-        args.whitespace = previous.get("whitespace", "keep")
-        args.name = args.name or previous["name"]
+        args.max_tokens = source.max_tokens
+        args.truncation = source.truncation
+        args.whitespace = source.whitespace
+        args.name = args.name or source.name
     if args.name is None:
         kind = {"minilm": "minilm", "scratch": "code-roberta"}.get(args.base, Path(args.base).name)
         args.name = f"alpine-{kind}-devign"
@@ -304,17 +308,18 @@ def main(argv: list[str] | None = None) -> int:
         tok_path.write_text(tok_json, encoding="utf-8")
     tok = CodeTokenizer.from_file(str(tok_path), specials, args.whitespace)
 
-    train_rows = encode_all(
-        tok, [r["func"] for r in dev["train"]], args.max_tokens, args.truncation
-    )
-    train_y = [float(r["target"]) for r in dev["train"]]
+    # Calibration reads only the validation split: a recalibration does not encode the rest.
+    train = [] if args.calibrate_only else dev["train"]
+    train_rows = encode_all(tok, [r["func"] for r in train], args.max_tokens, args.truncation)
+    train_y = [float(r["target"]) for r in train]
     valid = dev["valid"][: args.eval_limit or None]
     valid_rows = encode_all(tok, [r["func"] for r in valid], args.max_tokens, args.truncation)
     valid_y = np.array([r["target"] for r in valid])
     clone = None
     if bcb:
         funcs, pairs = bcb
-        ids = sorted({x for p in pairs["train"] + pairs["valid"] for x in p[:2]})
+        used = pairs["valid"] if args.calibrate_only else pairs["train"] + pairs["valid"]
+        ids = sorted({x for p in used for x in p[:2]})
         enc = dict(
             zip(
                 ids,
@@ -334,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         epoch += 1
     batches = batches[: math.ceil(args.epochs * len(per_epoch))]
-    total = 0 if args.calibrate_only else len(batches)
+    total = len(batches)
 
     net.to(device).train()
     clone_bias = torch.nn.Parameter(torch.tensor(-5.0, device=device))
