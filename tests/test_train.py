@@ -180,3 +180,47 @@ def test_calibrate_only_refuses_what_it_cannot_recalibrate(setup, tmp_path, caps
     (tmp_path / "m" / "lexical.json").write_text("{}")
     with pytest.raises(SystemExit, match="lexical half"):
         run(tmp_path / "m", data, tmp_path / "o", "--calibrate-only")
+
+
+def test_average_with_gives_the_mean_weights_and_says_so(setup, tmp_path):
+    base, data = setup
+    run(base, data, tmp_path / "a", "--stop-at-step", "2")
+    run(base, data, tmp_path / "b", "--stop-at-step", "3", "--seed", "4")
+    run(
+        tmp_path / "a",
+        data,
+        tmp_path / "s",
+        "--calibrate-only",
+        "--average-with",
+        str(tmp_path / "b"),
+    )
+    a, b, s = (load_file(str(tmp_path / n / "model.safetensors")) for n in "abs")
+    k = next(k for k in a if k.startswith("defect_head") and k.endswith("weight"))
+    assert not torch.equal(a[k], b[k])
+    # Saved in fp16: the mean of the two, to fp16 rounding.
+    torch.testing.assert_close(
+        s[k].float(), (a[k].float() + b[k].float()) / 2, atol=2e-3, rtol=2e-3
+    )
+    meta = json.loads((tmp_path / "s" / "alpine.json").read_text())
+    assert [m["dir"] for m in meta["averaged_with"]] == [str(tmp_path / "b")]
+    assert meta["averaged_with"][0]["training"]["seed"] == 4
+    assert "steps" not in meta["valid"]  # no longer one run's steps
+    assert meta["calibrations"][-1]["average_with"] == [str(tmp_path / "b")]
+
+
+def test_average_with_refuses_a_model_that_reads_code_differently(setup, tmp_path, capsys):
+    base, data = setup
+    run(base, data, tmp_path / "a", "--stop-at-step", "1")
+    run(base, data, tmp_path / "b", "--stop-at-step", "1", "--max-tokens", "64")
+    with pytest.raises(SystemExit, match="max_tokens differs"):
+        run(
+            tmp_path / "a",
+            data,
+            tmp_path / "s",
+            "--calibrate-only",
+            "--average-with",
+            str(tmp_path / "b"),
+        )
+    with pytest.raises(SystemExit):
+        run(base, data, tmp_path / "t", "--average-with", str(tmp_path / "b"))
+    assert "--average-with needs --calibrate-only" in capsys.readouterr().err

@@ -179,6 +179,32 @@ def _calibration_source(base: str) -> ModelMeta:
     return meta
 
 
+def average_weights(net: AlpineNetwork, base: str, others: list[str]) -> list[dict]:
+    """Replace `net`'s weights (loaded from `base`) by the mean of its own and the `others'`.
+
+    A weight average ("model soup") of runs that started from the same weights keeps one
+    encoder's cost. Every directory must read code exactly as the base does: same
+    tokenizer, same reading settings, same shapes. Returns what was averaged, for the record."""
+    tok_text = (Path(base) / "tokenizer.json").read_text(encoding="utf-8")
+    ref = read_meta(base)
+    states = [{k: v.detach().float() for k, v in net.state_dict().items()}]
+    record = []
+    for d in others:
+        meta = _calibration_source(d)
+        if (Path(d) / "tokenizer.json").read_text(encoding="utf-8") != tok_text:
+            sys.exit(f"--average-with {d}: its tokenizer differs from {base}'s")
+        for field in ("max_tokens", "truncation", "whitespace", "embed_dim"):
+            if getattr(meta, field) != getattr(ref, field):
+                sys.exit(f"--average-with {d}: {field} differs from {base}'s")
+        state = load_file(str(Path(d) / "model.safetensors"))
+        if set(state) != set(states[0]) or any(state[k].shape != states[0][k].shape for k in state):
+            sys.exit(f"--average-with {d}: its weights do not have {base}'s shapes")
+        states.append({k: v.float() for k, v in state.items()})
+        record.append({"dir": d, "training": meta.extra.get("training")})
+    net.load_state_dict({k: sum(s[k] for s in states) / len(states) for k in states[0]})
+    return record
+
+
 def _training_record(args: dict, previous: dict, measured: dict) -> dict:
     """alpine.json extras: how the weights were trained, and how they were calibrated when that
     was a later, separate step (so the record never shows only the last invocation)."""
@@ -190,7 +216,10 @@ def _training_record(args: dict, previous: dict, measured: dict) -> dict:
         record["valid"] = {**measured["valid"], "steps": before["steps"]}
         record["valid"]["of_steps"] = before.get("of_steps", before["steps"])
     used = ("data", "clone_data", "base", "out", "pruning", "alpha", "mode", "seed", "eval_limit")
-    record["calibrations"] = [*previous.get("calibrations", []), {k: args[k] for k in used}]
+    step = {k: args[k] for k in used}
+    if args.get("average_with"):
+        step["average_with"] = args["average_with"]
+    record["calibrations"] = [*previous.get("calibrations", []), step]
     return record
 
 
@@ -251,7 +280,17 @@ def main(argv: list[str] | None = None) -> int:
         help="do not train: recalibrate the model directory given as --base (its thresholds, "
         "for this run's --pruning/--alpha) and write it to --out, keeping its training record",
     )
+    ap.add_argument(
+        "--average-with",
+        nargs="+",
+        default=[],
+        metavar="DIR",
+        help="with --calibrate-only: first average --base's weights with these model "
+        "directories' (runs from the same starting weights and tokenizer), then calibrate",
+    )
     args = ap.parse_args(argv)
+    if args.average_with and not args.calibrate_only:
+        ap.error("--average-with needs --calibrate-only")
     previous: dict = {}
     if args.calibrate_only:
         source = _calibration_source(args.base)
@@ -304,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     # The learned vocabulary is part of the checkpoint: never relearn it on resume.
     saved = tok_path.read_text(encoding="utf-8") if args.resume and tok_path.is_file() else None
     net, tok_json, specials = build_base(args.base, 256, corpus, scratch, saved)
+    averaged = average_weights(net, args.base, args.average_with) if args.average_with else []
     if not args.calibrate_only:
         tok_path.write_text(tok_json, encoding="utf-8")
     tok = CodeTokenizer.from_file(str(tok_path), specials, args.whitespace)
@@ -507,6 +547,11 @@ def main(argv: list[str] | None = None) -> int:
         similarity_threshold=sim_threshold,
         extra=_training_record(vars(args), previous, extra),
     )
+    if averaged:
+        # The weights are no longer those steps' alone: say whose they are.
+        meta.extra["averaged_with"] = averaged
+        meta.extra["valid"].pop("steps", None)
+        meta.extra["valid"].pop("of_steps", None)
     write_dir(net.cpu(), tok_json, meta, args.out)
     print(
         json.dumps(
