@@ -85,7 +85,7 @@ out use the server's defaults.  Keys:
   :device      \"auto\", \"cpu\" or \"cuda\"
   :threads     integer, or :null for automatic
   :model       local model directory, or :null for the bundled model
-  :pruning     (:alpha 1.0 :layers \"all\" :mode \"merge\"); layers is
+  :pruning     (:alpha 0.3 :layers \"all\" :mode \"merge\"); layers is
                \"all\", \"none\", \"even\", \"odd\" or e.g. \"0,2,4\";
                mode is \"merge\" or \"drop\"
   :languages   vector of language ids, e.g. [\"python\" \"go\"]

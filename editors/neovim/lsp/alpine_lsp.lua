@@ -42,7 +42,7 @@ local function default_settings()
     -- threshold = 0.5,          -- 0..1; unset: the model's calibrated threshold
     -- threads = 4,              -- unset: automatic
     -- model = '/path/to/model', -- unset: the bundled model
-    -- pruning = { alpha = 1.0, layers = 'all', mode = 'merge' },
+    -- pruning = { alpha = 0.3, layers = 'all', mode = 'merge' },
     -- languages = { 'python', 'go' },
     -- maxTokens = 512,
     -- similarity.threshold       -- unset: the model's threshold
