@@ -182,18 +182,16 @@ def test_calibrate_only_refuses_what_it_cannot_recalibrate(setup, tmp_path, caps
         run(tmp_path / "m", data, tmp_path / "o", "--calibrate-only")
 
 
+def average_a_with_b(root: Path, data: Path) -> None:
+    """Recalibrate root/a with its weights averaged with root/b's, into root/s."""
+    run(root / "a", data, root / "s", "--calibrate-only", "--average-with", str(root / "b"))
+
+
 def test_average_with_gives_the_mean_weights_and_says_so(setup, tmp_path):
     base, data = setup
     run(base, data, tmp_path / "a", "--stop-at-step", "2")
     run(base, data, tmp_path / "b", "--stop-at-step", "3", "--seed", "4")
-    run(
-        tmp_path / "a",
-        data,
-        tmp_path / "s",
-        "--calibrate-only",
-        "--average-with",
-        str(tmp_path / "b"),
-    )
+    average_a_with_b(tmp_path, data)
     a, b, s = (load_file(str(tmp_path / n / "model.safetensors")) for n in "abs")
     k = next(k for k in a if k.startswith("defect_head") and k.endswith("weight"))
     assert not torch.equal(a[k], b[k])
@@ -213,14 +211,7 @@ def test_average_with_refuses_a_model_that_reads_code_differently(setup, tmp_pat
     run(base, data, tmp_path / "a", "--stop-at-step", "1")
     run(base, data, tmp_path / "b", "--stop-at-step", "1", "--max-tokens", "64")
     with pytest.raises(SystemExit, match="max_tokens differs"):
-        run(
-            tmp_path / "a",
-            data,
-            tmp_path / "s",
-            "--calibrate-only",
-            "--average-with",
-            str(tmp_path / "b"),
-        )
+        average_a_with_b(tmp_path, data)
     with pytest.raises(SystemExit):
         run(base, data, tmp_path / "t", "--average-with", str(tmp_path / "b"))
     assert "--average-with needs --calibrate-only" in capsys.readouterr().err
