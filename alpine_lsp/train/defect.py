@@ -162,13 +162,14 @@ def predict(net, rows, pad_id, cfg, batch=32) -> tuple[np.ndarray, np.ndarray]:
     return probs, embs
 
 
-def _calibration_source(base: str) -> ModelMeta:
-    """The meta of a model directory that --calibrate-only can recalibrate, or exit."""
+def _calibration_source(base: str, flag: str = "--base") -> ModelMeta:
+    """The meta of a model directory that --calibrate-only can recalibrate (or average, given as
+    `flag`), or exit."""
     try:
         meta = read_meta(base)
     except ModelLoadError as e:
         sys.exit(
-            f"--calibrate-only needs a trained model directory as --base; {base} is not one ({e})"
+            f"--calibrate-only needs a trained model directory as {flag}; {base} is not one ({e})"
         )
     if "fusion" in meta.extra or (Path(base) / LEXICAL_JSON).is_file():
         # Its threshold belongs to the fused score, which this command does not compute.
@@ -179,18 +180,19 @@ def _calibration_source(base: str) -> ModelMeta:
     return meta
 
 
-def average_weights(net: AlpineNetwork, base: str, others: list[str]) -> list[dict]:
-    """Replace `net`'s weights (loaded from `base`) by the mean of its own and the `others'`.
+def average_weights(
+    net: AlpineNetwork, ref: ModelMeta, tok_text: str, base: str, others: list[str]
+) -> list[dict]:
+    """Replace `net`'s weights (loaded from `base`, whose meta and tokenizer.json text are `ref`
+    and `tok_text`) by the mean of its own and the `others'`.
 
     A weight average ("model soup") of runs that started from the same weights keeps one
     encoder's cost. Every directory must read code exactly as the base does: same
     tokenizer, same reading settings, same shapes. Returns what was averaged, for the record."""
-    tok_text = (Path(base) / "tokenizer.json").read_text(encoding="utf-8")
-    ref = read_meta(base)
     states = [{k: v.detach().float() for k, v in net.state_dict().items()}]
     record = []
     for d in others:
-        meta = _calibration_source(d)
+        meta = _calibration_source(d, "--average-with")
         if (Path(d) / "tokenizer.json").read_text(encoding="utf-8") != tok_text:
             sys.exit(f"--average-with {d}: its tokenizer differs from {base}'s")
         for field in ("max_tokens", "truncation", "whitespace", "embed_dim"):
@@ -205,14 +207,23 @@ def average_weights(net: AlpineNetwork, base: str, others: list[str]) -> list[di
     return record
 
 
-def _training_record(args: dict, previous: dict, measured: dict) -> dict:
-    """alpine.json extras: how the weights were trained, and how they were calibrated when that
-    was a later, separate step (so the record never shows only the last invocation)."""
+def _training_record(
+    args: dict, previous: dict, measured: dict, averaged: list[dict] | None = None
+) -> dict:
+    """alpine.json extras: how the weights were trained, and how they were calibrated (and
+    averaged) when that was a later, separate step (so the record never shows only the last
+    invocation)."""
     if not args["calibrate_only"]:
         return {"training": dict(args), **measured}
     record = {"training": previous.get("training"), **measured}
     before = previous.get("valid") or {}
-    if "steps" in before:  # the weights are the ones those steps produced
+    if averaged:
+        # The weights are no longer those steps' alone: say whose they are.
+        record["averaged_with"] = averaged
+        record["valid"] = {
+            k: v for k, v in measured["valid"].items() if k not in ("steps", "of_steps")
+        }
+    elif "steps" in before:  # the weights are the ones those steps produced
         record["valid"] = {**measured["valid"], "steps": before["steps"]}
         record["valid"]["of_steps"] = before.get("of_steps", before["steps"])
     used = ("data", "clone_data", "base", "out", "pruning", "alpha", "mode", "seed", "eval_limit")
@@ -343,7 +354,11 @@ def main(argv: list[str] | None = None) -> int:
     # The learned vocabulary is part of the checkpoint: never relearn it on resume.
     saved = tok_path.read_text(encoding="utf-8") if args.resume and tok_path.is_file() else None
     net, tok_json, specials = build_base(args.base, 256, corpus, scratch, saved)
-    averaged = average_weights(net, args.base, args.average_with) if args.average_with else []
+    averaged = (
+        average_weights(net, source, tok_json, args.base, args.average_with)
+        if args.average_with
+        else []
+    )
     if not args.calibrate_only:
         tok_path.write_text(tok_json, encoding="utf-8")
     tok = CodeTokenizer.from_file(str(tok_path), specials, args.whitespace)
@@ -545,13 +560,8 @@ def main(argv: list[str] | None = None) -> int:
         pruning=cfg,
         threshold=threshold,
         similarity_threshold=sim_threshold,
-        extra=_training_record(vars(args), previous, extra),
+        extra=_training_record(vars(args), previous, extra, averaged),
     )
-    if averaged:
-        # The weights are no longer those steps' alone: say whose they are.
-        meta.extra["averaged_with"] = averaged
-        meta.extra["valid"].pop("steps", None)
-        meta.extra["valid"].pop("of_steps", None)
     write_dir(net.cpu(), tok_json, meta, args.out)
     print(
         json.dumps(
