@@ -80,6 +80,18 @@ def test_train_lexical_fuses_and_the_api_uses_it(fused_model, tmp_path):
     assert m.fingerprint != fused_fp and m.score([bad], "c")[0].parts == {}
 
 
+def test_fingerprint_covers_fusion_weights(fused_model, tmp_path):
+    # The fusion weights live in alpine.json, outside every weight digest: a recalibrated
+    # fusion must not reuse scores cached under the old one.
+    copy = tmp_path / "m2"
+    shutil.copytree(fused_model, copy)
+    meta = json.loads((copy / "alpine.json").read_text())
+    meta["fusion"]["lexical"] += 0.5
+    (copy / "alpine.json").write_text(json.dumps(meta))
+    old = load_model(fused_model, device="cpu").fingerprint
+    assert load_model(copy, device="cpu").fingerprint != old
+
+
 def test_eval_defect_shows_the_encoder_alone(fused_model, tmp_path, capsys):
     data = write_devign(tmp_path / "devign", synthetic_devign(80, seed=9))
     rc = eval_defect.main(

@@ -55,6 +55,16 @@ def test_fingerprint_follows_settings(tiny_model_dir: Path) -> None:
     assert m.fingerprint == before
 
 
+def test_fingerprint_covers_precision(tiny_model_dir: Path) -> None:
+    # fp16 (what CUDA runs) gives other scores than fp32: cached scores must not cross over.
+    m = load_model(tiny_model_dir, device="cpu")
+    before = m.fingerprint
+    m.net.half()
+    assert m.fingerprint != before
+    m.net.float()
+    assert m.fingerprint == before
+
+
 @pytest.mark.parametrize(
     ("damage", "message"),
     [

@@ -91,11 +91,14 @@ class AlpineModel:
 
     @property
     def fingerprint(self) -> str:
-        """Changes whenever a score could change: weights, pruning, input length, truncation,
-        whitespace handling, fusion."""
+        """Changes whenever a score could change: weights, their precision, pruning, input
+        length, truncation, whitespace handling, and the fusion weights (they live in
+        alpine.json, outside the weight digests)."""
+        dtype = next(self.net.parameters()).dtype
+        fusion = self.fusion.to_dict() if self.fusion is not None and self.use_lexical else None
         key = (
             f"{self._digest}|{self.pruning.to_dict()}|{self.max_tokens}|{self.truncation}"
-            f"|{self.use_lexical}|{self.tokenizer.whitespace}"
+            f"|{self.use_lexical}|{self.tokenizer.whitespace}|{dtype}|{fusion}"
         )
         return hashlib.blake2b(key.encode(), digest_size=12).hexdigest()
 
