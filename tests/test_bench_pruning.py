@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from alpine_lsp.bench import pruning
-from alpine_lsp.bench.common import sample, summarize
+from alpine_lsp.evalkit.measure import sample, summarize
 from alpine_lsp.model.tiny import create_tiny_model
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from alpine_lsp.evalkit.data import load_bcb
 from alpine_lsp.model.tiny import create_tiny_model
 from alpine_lsp.train import eval_clone
-from alpine_lsp.train.data import load_bcb
 from alpine_lsp.train.eval_clone import balanced_indices, pair_metrics, tfidf_baseline
 
 # Each family shares its vocabulary; clones are two members of one family.

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..evalkit.measure import summarize
 from ..index import IndexEntry, IndexStore, iter_source_files
-from .common import summarize
 
 BUILD_MIN_S = 2.0  # repeat the build on a fresh database until this much time has been spent
 BUILD_MAX_ROUNDS = 10

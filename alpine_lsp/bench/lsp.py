@@ -29,8 +29,8 @@ def pct(values: list[float], q: float) -> float:
 
 
 def load_functions(n: int, max_tokens: int, model_dir: str | None) -> list[str]:
+    from ..evalkit.data import load_devign
     from ..model import load_model
-    from ..train.data import load_devign
 
     codes: list[str] = []
     if (DEVIGN / "devign.jsonl.gz").is_file():

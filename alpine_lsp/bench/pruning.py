@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..evalkit.measure import interleaved_latency, mean_lengths, ratio, sample, summarize
 from ..model import ModelLoadError, load_model
 from ..pruning import NO_PRUNING, PruningConfig
-from .common import interleaved_latency, mean_lengths, ratio, sample, summarize
 
 SEED = 11
 MIN_BATCH16_RUNS = 8
@@ -131,7 +131,7 @@ def find_inputs(data: str | None, n: int, seed: int = SEED) -> tuple[list[str], 
         if d.is_file() and d.name == "devign.jsonl.gz":
             d = d.parent
         if (d / "devign.jsonl.gz").is_file() and (d / "split.json").is_file():
-            from ..train.data import load_devign
+            from ..evalkit.data import load_devign
 
             rows = load_devign(d)["test"]
             return _fill([r["func"] for r in sample(rows, n, seed)], n), f"devign test split ({d})"
@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     res = run(model, codes, pruned)
     res = {"source": source, "threads": torch.get_num_threads(), **res, "notes": notes}
     if args.json:
-        from ..train.report import dumps
+        from ..evalkit.output import dumps
 
         print(dumps(res))
     else:

@@ -22,7 +22,6 @@ class Debouncer:
         self._heap: list[tuple[float, str]] = []
         self._cond = threading.Condition()
         self._stopped = False
-        self.busy_with: str | None = None
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
@@ -67,10 +66,7 @@ class Debouncer:
 
     def _loop(self) -> None:
         while (key := self._next()) is not None:
-            self.busy_with = key
             try:
                 self._run(key)
             except Exception:  # the worker must outlive any one document
                 log.exception("analysis of %s failed", key)
-            finally:
-                self.busy_with = None

@@ -6,7 +6,7 @@ so a typo in an editor config never stops the server.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..pruning import PruningConfig
@@ -135,7 +135,3 @@ def parse_settings(raw: Any, base: Settings | None = None) -> tuple[Settings, li
                 kw["max_results"] = int(v)
         out["similarity"] = replace(s, **kw)
     return replace(base, **out), errors
-
-
-def settings_names() -> list[str]:
-    return [f.name for f in fields(Settings)]

@@ -25,6 +25,7 @@ from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
 from tqdm import tqdm
 
+from ..evalkit.data import load_bcb, load_devign
 from ..model.files import ModelMeta, read_meta, write_dir
 from ..model.lexical import JSON_NAME as LEXICAL_JSON
 from ..model.network import ENCODERS, AlpineNetwork
@@ -32,7 +33,6 @@ from ..model.score import ModelLoadError
 from ..model.tokenize import WHITESPACE, CodeTokenizer, normalize_code
 from ..pruning import PruningConfig
 from .checkpoint import load_state, save_state
-from .data import load_bcb, load_devign
 from .metrics import best_f1_threshold, precision_threshold, random_pair_cosines
 from .scratch import SPECIALS, code_tokenizer, scratch_network
 

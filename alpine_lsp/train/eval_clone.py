@@ -16,14 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bench.common import sample
+from ..evalkit.data import load_bcb
+from ..evalkit.measure import sample
+from ..evalkit.output import dumps
 from ..model import ModelLoadError, load_model
-from .data import load_bcb
 from .metrics import best_f1_threshold, prf, roc_auc
 from .report import (
     add_ratios,
     configs_of,
-    dumps,
     efficiency,
     fmt,
     latency,

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bench.common import sample
+from ..evalkit.data import load_devign
+from ..evalkit.measure import sample
+from ..evalkit.output import dumps
 from ..model import ModelLoadError, load_model
 from ..pruning import NO_PRUNING
-from .data import load_devign
 from .lexical import C_GRID, fit_tfidf
 from .metrics import (
     precision_at_top,
@@ -31,7 +32,6 @@ from .metrics import (
 from .report import (
     add_ratios,
     configs_of,
-    dumps,
     fmt,
     latency,
     lengths_table,

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..evalkit.data import load_devign
 from ..model import ModelLoadError, load_model
 from ..model.files import Fusion
 from ..model.lexical import LexicalModel
-from .data import load_devign
 from .metrics import precision_threshold, roc_auc
 from .report import tfidf
 

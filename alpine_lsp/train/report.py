@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Sequence
@@ -10,7 +9,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bench.common import PeakMemory, interleaved_latency, mean_lengths, ratio, sample, summarize
+from ..evalkit.measure import (
+    PeakMemory,
+    interleaved_latency,
+    mean_lengths,
+    ratio,
+    sample,
+    summarize,
+)
 from ..pruning import NO_PRUNING, PruningConfig
 
 # Identifiers, numbers, multi-character operators, then any other single symbol: code tokens,
@@ -126,23 +132,6 @@ def plot_path(report: str | None, plot: str | None) -> Path | None:
         r = Path(report)
         return r.with_name(r.stem + "_tokens.png")
     return None
-
-
-def clean(obj):
-    """NaN/inf to None and numpy scalars to Python, so the output is strict JSON."""
-    if isinstance(obj, dict):
-        return {str(k): clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [clean(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
-def dumps(obj) -> str:
-    return json.dumps(clean(obj), indent=2, allow_nan=False)
 
 
 def fmt(x, digits: int = 3) -> str:
