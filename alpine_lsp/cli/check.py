@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -444,7 +443,6 @@ def to_sarif(report: dict, root: Path | None = None) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = _args(list(sys.argv[1:] if argv is None else argv))
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     report, code = run_check(args)
     if not report:
         return code

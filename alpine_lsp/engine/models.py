@@ -67,10 +67,7 @@ class ModelHolder:
     def _load(self, settings: Settings, gen: int, on_done: Callable[[ModelHolder], None]) -> None:
         t0 = time.perf_counter()
         model, error = None, None
-        # Offline, and before the import: huggingface_hub reads these once, when imported.
-        os.environ["HF_HUB_OFFLINE"] = "1"
-        os.environ["TRANSFORMERS_OFFLINE"] = "1"
-        from ..model.api import load_model  # torch loads here, off the event loop
+        from ..model.api import load_model  # torch loads here, off the event loop (offline)
 
         try:
             path = settings.model

@@ -7,10 +7,11 @@ before torch is imported.
 import os
 from importlib import import_module
 
-# Offline by construction, set before anything imports transformers or huggingface_hub:
-# nothing in this package may reach a model hub.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Offline by construction, and the one place that says so: every import of model code passes
+# here first, before anything imports transformers or huggingface_hub (they read these once).
+# Forced, not defaulted: nothing in this package may reach a model hub.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 from .score import FunctionScore, ModelLoadError
 

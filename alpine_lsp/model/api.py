@@ -19,10 +19,6 @@ from .network import AlpineNetwork
 from .score import FunctionScore, ModelLoadError
 from .tokenize import CodeTokenizer
 
-# Offline by construction: nothing in this package may reach a model hub.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
 # Pieces that name nothing on their own (BPE splits identifiers, so a lone "_" appears too).
 PUNCT_ONLY = set("()[]{};,.:+-*/%&|^!~<>=?\"'#\\@$`_")
 
