@@ -356,3 +356,45 @@ def test_mining_a_real_bundle(tmp_path):
         if row.pair:
             pairs.setdefault(row.pair, set()).add(row.label)
     assert all(v == {0, 1} for v in pairs.values())
+
+
+# -- the server: alpine.learn, $/progress, pick-up without a restart ------------------------
+@pytest.mark.asyncio(loop_scope="function")
+async def test_server_learn_command_adapts_hover(tmp_path, tiny_model_dir):
+    from lsprotocol import types
+
+    from tests.lsp_util import hover, model_ready, open_doc, start, stop, vscode_caps, wait_for
+
+    root = fix_history(tmp_path / "ws").path
+    settings = {"model": str(tiny_model_dir), "threshold": 0.0, "debounceMs": 50}
+    settings["similarity"] = {"enabled": False}
+    client = await start(root, tmp_path / "cache", settings, caps=vscode_caps())
+    try:
+        await model_ready(client, 300)  # the machine is shared: loads can take minutes
+        path = root / "lib.c"
+        text = path.read_text()
+        open_doc(client, path, text)
+        line = next(i for i, s in enumerate(text.splitlines()) if s.startswith("int f3("))
+
+        async def hover_text():
+            h = await hover(client, path, line, 5)
+            return h.contents.value if h else ""
+
+        await wait_for(lambda: _contains(hover_text(), "defect probability"), 300)
+        assert "adapted to this repository" not in await hover_text()
+        result = await client.workspace_execute_command_async(
+            types.ExecuteCommandParams(command="alpine.learn", arguments=[])
+        )
+        assert result["started"] is True
+        await wait_for(lambda: any("adapted to" in m.message for m in client.messages), 300)
+        adapted = "adapted to this repository (45 fixes)"
+        await wait_for(lambda: _contains(hover_text(), adapted), 120)
+        assert (root / ".alpine-lsp" / "adapter.json").is_file()
+        # $/progress was used: the client was asked to create a token and saw it end.
+        assert client.progress_reports
+    finally:
+        await stop(client)
+
+
+async def _contains(text_coro, needle: str) -> bool:
+    return needle in await text_coro
