@@ -398,3 +398,16 @@ async def test_server_learn_command_adapts_hover(tmp_path, tiny_model_dir):
 
 async def _contains(text_coro, needle: str) -> bool:
     return needle in await text_coro
+
+
+def test_force_pushed_history_is_reported(tmp_path, tiny_model_dir):
+    from alpine_lsp.model.api import load_model
+
+    r = fix_history(tmp_path / "r", n=34)
+    model = load_model(tiny_model_dir, device="cpu", threads=1)
+    first = learn_mod.learn(r.path, model)
+    assert "force-push" not in " ".join(first["skipped"])
+    r.git("reset", "-q", "--hard", "HEAD~1")  # drop the last commit, then commit anew
+    r.commit("Fix overflow again", {"lib.c": c_file({0: BUGGY}, 34)})
+    second = learn_mod.learn(r.path, model)
+    assert any("force-push" in k for k in second["skipped"])

@@ -154,6 +154,9 @@ def learn(
     }
     _, tensors = to_adapter(fitted, meta)
     folder = adapter_dir(repo)
+    rewritten = _history_rewritten(repo, folder)
+    if rewritten:
+        meta["skipped"]["previous adapter's head no longer in history (force-push)"] = 1
     if write:
         save_adapter(folder, tensors, {**meta, "blend": fitted.blend})
     return {
@@ -237,6 +240,20 @@ def _baselines(train: Dataset, test: Dataset) -> dict:
     s = clf.decision_function(vec.transform([r.text for r in test.rows]))
     out["tfidf_lr"] = metrics(test.y, s, test.pairs)
     return out
+
+
+def _history_rewritten(repo: Path, folder: Path) -> bool:
+    """Whether the commit the previous adapter ended at has left the history (a force-push):
+    its fixes may be gone, which is worth a line in the report; the new run ignores them."""
+    try:
+        old = json.loads((folder / "adapter.json").read_text())["commits"]["head"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    if not isinstance(old, str) or not old.isalnum():
+        return False
+    from .mine import git_ok
+
+    return not git_ok(repo, "merge-base", "--is-ancestor", old, "HEAD")
 
 
 def _too_few(mined: MineResult) -> str:

@@ -102,6 +102,12 @@ def git(repo: Path, *args: str, check: bool = True) -> str:
     return proc.stdout
 
 
+def git_ok(repo: Path, *args: str) -> bool:
+    """Whether a git command succeeds (for yes/no questions such as --is-ancestor)."""
+    proc = subprocess.run(["git", "-C", str(repo), *args], capture_output=True)
+    return proc.returncode == 0
+
+
 def check_repository(repo: Path) -> str:
     """The HEAD commit, or HistoryError saying why this folder has no usable history."""
     if not repo.is_dir():
