@@ -25,7 +25,7 @@ from ..model.adapter import adapter_dir, build_features, feature_names, save_ada
 from ..model.score import FunctionScore, ModelLoadError
 from ..parsing import function_hash
 from .fit import fit_adapter, metrics, to_adapter
-from .mine import HistoryError, MineResult, Row, mine
+from .mine import HistoryError, MineResult, Row, check_repository, mine
 
 MIN_PAIRS = 30
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
@@ -335,6 +335,7 @@ def main(argv: list[str]) -> int:
 
     bars = _Bars(sys.stderr.isatty())
     try:
+        check_repository(repo)  # before the model loads: a wrong folder is said at once
         model = load_model(args.model, device="cpu", threads=args.threads or default_threads())
         if args.evaluate:
             out = evaluate(repo, model, args.since, args.until, args.cut, bars)
