@@ -364,7 +364,16 @@ def test_mining_a_real_bundle(tmp_path):
 async def test_server_learn_command_adapts_hover(tmp_path, tiny_model_dir):
     from lsprotocol import types
 
-    from tests.lsp_util import hover, model_ready, open_doc, start, stop, vscode_caps, wait_for
+    from tests.lsp_util import (
+        hover,
+        model_ready,
+        open_doc,
+        start,
+        stats,
+        stop,
+        vscode_caps,
+        wait_for,
+    )
 
     root = fix_history(tmp_path / "ws").path
     settings = {"model": str(tiny_model_dir), "threshold": 0.0, "debounceMs": 50}
@@ -391,6 +400,8 @@ async def test_server_learn_command_adapts_hover(tmp_path, tiny_model_dir):
         adapted = "adapted to this repository (45 fixes)"
         await wait_for(lambda: _contains(hover_text(), adapted), 120)
         assert (root / ".alpine-lsp" / "adapter.json").is_file()
+        info = (await stats(client))["adapter"]
+        assert info["fix_commits"] == 45 and info["error"] is None
         # $/progress was used: the client was asked to create a token and saw it end.
         assert client.progress_reports
     finally:
