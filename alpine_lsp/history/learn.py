@@ -147,7 +147,11 @@ def learn(
             "first_fix_date": _date(min(times)),
             "last_fix_date": _date(max(times)),
         },
-        "counts": {"commits_seen": mined.commits_seen, **_counts(data)},
+        "counts": {
+            "commits_seen": mined.commits_seen,
+            "fix_messages": mined.fix_candidates,
+            **_counts(data),
+        },
         "skipped": dict(mined.skipped),
         "validation": fitted.validation,
         "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -168,6 +172,7 @@ def learn(
         "validation": fitted.validation,
         "skipped": meta["skipped"],
         "commits_seen": mined.commits_seen,
+        "fix_messages": mined.fix_candidates,
         "seconds": round(time.perf_counter() - t0, 1),
     }
 
@@ -217,6 +222,7 @@ def evaluate(
         "test": _counts(test),
         "validation": fitted.validation,
         "commits_seen": mined.commits_seen,
+        "fix_messages": mined.fix_candidates,
         "skipped": dict(mined.skipped),
         "seconds": round(time.perf_counter() - t0, 1),
     }
@@ -259,7 +265,8 @@ def _history_rewritten(repo: Path, folder: Path) -> bool:
 def _too_few(mined: MineResult) -> str:
     return (
         f"only {mined.pairs} usable fix pairs in {mined.commits_seen} commits "
-        f"({mined.fix_commits} bug-fix commits gave functions); need at least {MIN_PAIRS}. "
+        f"({mined.fix_candidates} bug-fix messages, {mined.fix_commits} gave functions); "
+        f"need at least {MIN_PAIRS}. "
         "No adapter was written."
     )
 

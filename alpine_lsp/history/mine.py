@@ -78,6 +78,7 @@ class MineResult:
     rows: list[Row]
     commits_seen: int = 0
     fix_commits: int = 0  # fix commits that gave at least one row
+    fix_candidates: int = 0  # commits whose message passed the fix rule
     first: str | None = None  # oldest and newest commit seen
     last: str | None = None
     head: str | None = None
@@ -248,14 +249,13 @@ def mine(
                 continue  # the root commit: nothing before it
             if not is_fix_message(c.message):
                 continue
-            skipped["fix commits"] += 1
+            result.fix_candidates += 1
             rows = _fix_rows(c, blobs, max_files, max_functions, skipped, seed)
             if rows:
                 result.fix_commits += 1
                 result.rows.extend(rows)
     finally:
         blobs.close()
-    skipped["fix commits total"] = skipped.pop("fix commits", 0)
     result.rows.sort(key=lambda r: r.time)
     result.rows = _deduplicate(result.rows, skipped)
     return result
