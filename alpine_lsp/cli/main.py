@@ -12,6 +12,7 @@ import sys
 # subcommand path -> module whose main(argv) -> int runs it
 COMMANDS: dict[tuple[str, ...], str] = {
     ("check",): "alpine_lsp.cli.check",
+    ("learn",): "alpine_lsp.history.learn",
     ("train", "defect"): "alpine_lsp.train.defect",
     ("train", "lexical"): "alpine_lsp.train.lexical",
     ("eval", "defect"): "alpine_lsp.train.eval_defect",
@@ -26,6 +27,7 @@ COMMANDS: dict[tuple[str, ...], str] = {
 USAGE = """usage: alpine-lsp [--stdio | --tcp HOST:PORT] [--log-file F] [-v]
        alpine-lsp check PATH... [--format text|json|sarif] [--all] [--threshold T]
                         [--fail-on-findings]
+       alpine-lsp learn [PATH] [--since DATE] [--until DATE] [--evaluate] [--json]
        alpine-lsp train defect --data DIR --out DIR [...]
        alpine-lsp train lexical --model DIR --data DIR [--out DIR]
        alpine-lsp eval defect|clone --model DIR --data DIR [--json]

@@ -23,6 +23,7 @@ from ..index.paths import cache_dir
 from ..model.score import FunctionScore
 from ..parsing import Function, ParsedDocument, extract_functions, file_ignored, language_for
 from ..parsing.text import LineIndex, encode
+from .adapter import AdapterWatcher
 from .cache import ScoreCache
 from .memory import release_memory
 from .models import ModelHolder
@@ -91,6 +92,7 @@ class Scorer:
         self.holder = holder
         self.cache = cache
         self.stats = stats
+        self.adapters: AdapterWatcher | None = None  # the workspace's adapter, once started
         # One caller at a time: a second caller then finds the first one's results cached
         # instead of scoring the same functions again.
         self._lock = threading.Lock()
@@ -103,7 +105,8 @@ class Scorer:
         model = self.holder.model
         if model is None:
             return None
-        fp = model.fingerprint
+        adapter = self.adapters.current(model) if self.adapters is not None else None
+        fp = adapter.fingerprint(model.fingerprint) if adapter else model.fingerprint
         hashes = [f.hash for f in functions]
         found = self.cache.get_many(fp, language, hashes)
         self.stats.add("cache_hits", sum(1 for h in hashes if h in found))
@@ -115,6 +118,8 @@ class Scorer:
             t0 = time.perf_counter()
             before = model.forwards
             scores = model.score(list(todo.values()), language, explain=True)
+            if adapter is not None:
+                scores = adapter.apply(scores, list(todo.values()))
             self.stats.add("model_forwards", model.forwards - before)
             self.stats.add("functions_scored", len(todo))
             self.stats.latency("score_ms", (time.perf_counter() - t0) * 1000)
@@ -153,6 +158,7 @@ class Engine:
     # -- lifecycle --------------------------------------------------------------------------
     def start(self, root: Path | None) -> None:
         self.root = root
+        self.scorer.adapters = AdapterWatcher(root)
         try:
             self.index = IndexStore(index_db_path(root or Path.cwd()))
         except Exception:  # the index is optional: hints go, defect scoring stays

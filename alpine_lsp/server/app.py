@@ -124,10 +124,10 @@ class AlpineServer(LanguageServer):
 
 
 def build() -> AlpineServer:
-    from . import actions, diagnostics, hover, lens, lifecycle, stats, sync
+    from . import actions, diagnostics, hover, learn, lens, lifecycle, stats, sync
 
     server = AlpineServer()
-    for feature in (lifecycle, sync, diagnostics, hover, actions, lens, stats):
+    for feature in (lifecycle, sync, diagnostics, hover, actions, lens, stats, learn):
         feature.register(server)
     return server
 

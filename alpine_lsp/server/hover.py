@@ -60,7 +60,12 @@ def render(ls: AlpineServer, fr: FunctionResult) -> str:
     lines.append(f"- tokens: {s.n_tokens}{trunc}")
     lines.append(f"- tokens per layer after pruning: {' → '.join(map(str, s.tokens_per_layer))}")
     lines.append(f"- {s.flops / 1e9:.2f} GFLOPs, {s.ms:.0f} ms")
-    if s.parts:
+    if "adapter" in s.parts:
+        lines.append(
+            f"- adapted to this repository ({int(s.parts.get('adapter_fixes', 0))} fixes): "
+            f"global {s.parts.get('global', 0):.2f}, adapter {s.parts['adapter']:.2f}"
+        )
+    if "encoder" in s.parts:
         lines.append(
             f"- encoder {s.parts.get('encoder', 0):.2f}, lexical n-grams "
             f"{s.parts.get('lexical', 0):.2f} (fused into the probability above)"

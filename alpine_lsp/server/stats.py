@@ -21,6 +21,14 @@ def snapshot(ls: AlpineServer) -> dict:
     out["pending"] = engine.worker.pending()
     out["index_functions"] = engine.index.count() if engine.index else None
     out["index_state"] = engine.index_state
+    watcher = engine.scorer.adapters
+    adapter = watcher.adapter if watcher is not None else None
+    out["adapter"] = {
+        "path": str(adapter.path) if adapter else None,
+        "fix_commits": adapter.fixes if adapter else None,
+        "blend": adapter.blend if adapter else None,
+        "error": watcher.error if watcher is not None else None,
+    }
     out["pull_diagnostics"] = ls.pull
     out["position_encoding"] = ls.encoding
     return out
