@@ -51,6 +51,7 @@ def _pool_max(
     names: Sequence[str] | None,
     groups: Sequence[str] | None = None,
     chunk: int = 256,
+    skip: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
 ) -> np.ndarray:
     """Per function, its highest score against any other eligible function of the pool that
     has another name and comes from another group (file)."""
@@ -64,6 +65,8 @@ def _pool_max(
         sc[:, ~ok] = -np.inf
         sc[name_arr[rows][:, None] == name_arr[None, :]] = -np.inf
         sc[group_arr[rows][:, None] == group_arr[None, :]] = -np.inf
+        if skip is not None:
+            sc[skip(rows, np.arange(n))] = -np.inf
         best[rows] = sc.max(axis=1)
     best[~ok] = -np.inf
     return best
@@ -76,7 +79,8 @@ def pool_scores(
     groups: Sequence[str] | None = None,
 ) -> dict[str, np.ndarray]:
     """Per function of a pool, the best partner score of each tier (and whether it has an
-    exact copy), among functions of at least MIN_TOKENS tokens."""
+    exact copy), among functions of at least MIN_TOKENS tokens. Pairs that are exact (type-2)
+    copies count for the exact tier only: the fuzzy tiers never see them as hints."""
     n = len(keys)
     ok = np.array([k.n_tokens >= MIN_TOKENS for k in keys])
     sigs = np.stack([k.signature for k in keys])
@@ -88,13 +92,16 @@ def pool_scores(
     def exact(r: np.ndarray, c: np.ndarray) -> np.ndarray:
         return (t2[r][:, None] == t2[c][None]).astype(float)
 
+    def same(r: np.ndarray, c: np.ndarray) -> np.ndarray:
+        return t2[r][:, None] == t2[c][None]
+
     out = {
-        "near": _pool_max(near, n, ok, names, groups, chunk=32),
+        "near": _pool_max(near, n, ok, names, groups, chunk=32, skip=same),
         "exact": _pool_max(exact, n, ok, names, groups),
     }
     if embeddings is not None:
         e = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
-        out["cosine"] = _pool_max(lambda r, c: e[r] @ e[c].T, n, ok, names, groups)
+        out["cosine"] = _pool_max(lambda r, c: e[r] @ e[c].T, n, ok, names, groups, skip=same)
     out["eligible"] = ok
     return out
 
