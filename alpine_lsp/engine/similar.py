@@ -37,7 +37,7 @@ KIND_ORDER = {"identical": 0, "renamed": 1, "near": 2, "semantic": 3}
 
 @dataclass(frozen=True)
 class Thresholds:
-    near: float  # estimated Jaccard of token 5-grams
+    near: float | None  # estimated Jaccard of token 5-grams; None: no near-copy hints
     cosine: float | None  # None: no semantic hints
 
 
@@ -46,13 +46,14 @@ def thresholds(model, language: str, cosine_override: float | None = None) -> Th
     table = getattr(model, "similarity_thresholds", None) or {}
     own = table.get(language)
     if own is None and table:
-        near = max(float(t.get("near", FALLBACK_NEAR)) for t in table.values())
+        nears = [float(t["near"]) for t in table.values() if t.get("near") is not None]
         cosines = [float(t["cosine"]) for t in table.values() if t.get("cosine") is not None]
-        own = {"near": max(near, FALLBACK_NEAR), "cosine": max([*cosines, FALLBACK_COSINE])}
+        own = {"near": max([*nears, FALLBACK_NEAR]), "cosine": max([*cosines, FALLBACK_COSINE])}
     if own is None:  # a model without the table: its one cosine, a conservative near cut
         own = {"near": FALLBACK_NEAR, "cosine": getattr(model, "similarity_threshold", None)}
     cosine = own.get("cosine") if cosine_override is None else cosine_override
-    return Thresholds(float(own.get("near", FALLBACK_NEAR)), cosine)
+    near = own.get("near")
+    return Thresholds(None if near is None else float(near), cosine)
 
 
 class KeyCache:
@@ -132,7 +133,7 @@ def find(
             continue
         exclude = (uri, f.start_line)
         found = index.exact(k, language, max_results, exclude)
-        if len(found) < max_results:
+        if len(found) < max_results and limits.near is not None:
             found += index.near(k, language, max_results, fingerprint, len(e), limits.near, exclude)
         if len(found) < max_results and limits.cosine is not None:
             found += index.query(

@@ -110,16 +110,18 @@ class ModelMeta:
 
 
 def _similarity_thresholds(raw: object) -> dict:
-    """{"c": {"near": 0.6, "cosine": 0.99}, ...}, checked (cosine may be null: no hints)."""
+    """{"c": {"near": 0.6, "cosine": 0.99}, ...}, checked (null: that tier gives no hints)."""
     if not isinstance(raw, dict):
         raise ValueError("similarity_thresholds must be an object of languages")
     out = {}
     for lang, t in raw.items():
         if not isinstance(t, dict):
             raise ValueError(f"similarity_thresholds.{lang} must be an object")
-        near = float(t.get("near", 1.0))
+        near = None if t.get("near") is None else float(t["near"])
         cosine = None if t.get("cosine") is None else float(t["cosine"])
-        if not 0.0 <= near <= 1.0 or (cosine is not None and not -1.0 <= cosine <= 1.0):
+        if (near is not None and not 0.0 <= near <= 1.0) or (
+            cosine is not None and not -1.0 <= cosine <= 1.0
+        ):
             raise ValueError(f"similarity_thresholds.{lang} is out of range")
         out[str(lang)] = {**t, "near": near, "cosine": cosine}
     return out

@@ -106,21 +106,24 @@ def pool_scores(
     return out
 
 
-def rate(best: np.ndarray, threshold: float, eligible: np.ndarray) -> float:
+def rate(best: np.ndarray, threshold: float | None, eligible: np.ndarray) -> float:
     """Functions per 1,000 (of the eligible ones) whose best partner reaches the threshold."""
+    if threshold is None:
+        return 0.0
     m = int(eligible.sum())
     return 1000.0 * float((best[eligible] >= threshold).sum()) / max(1, m)
 
 
-def lowest_threshold(best: np.ndarray, eligible: np.ndarray, budget: float) -> float:
-    """The lowest 3-digit threshold at which at most `budget` per 1,000 functions cross."""
+def lowest_threshold(best: np.ndarray, eligible: np.ndarray, budget: float) -> float | None:
+    """The lowest 3-digit threshold at which at most `budget` per 1,000 functions cross;
+    None when even 1.0 is crossed too often (the tier must stay off for the language)."""
     vals = np.sort(best[eligible])[::-1]
     allowed = int(np.floor(budget * len(vals) / 1000.0))
     if allowed >= len(vals):
         return 0.0
     above = vals[allowed]  # the first value that must stay below the threshold
-    t = np.floor(above * 1000) / 1000 + 0.001
-    return float(min(1.0, round(t, 3)))
+    t = round(float(np.floor(above * 1000) / 1000 + 0.001), 3)
+    return None if t > 1.0 else t
 
 
 def centre(embeddings: np.ndarray, mean: np.ndarray) -> np.ndarray:
@@ -133,7 +136,7 @@ def pair_predictions(
     pairs: Sequence[tuple[str, str, int, int]],
     keys: dict[str, CloneKeys],
     vecs: dict[str, np.ndarray] | None,
-    near: float,
+    near: float | None,
     cosine: float | None,
     min_tokens: int = MIN_TOKENS,
 ) -> dict[str, np.ndarray]:
@@ -142,7 +145,8 @@ def pair_predictions(
     t1 = np.array([keys[a].type1 == keys[b].type1 for a, b, _, _ in pairs]) & big
     t2 = np.array([keys[a].type2 == keys[b].type2 for a, b, _, _ in pairs]) & big
     jac = np.array([float(np.mean(keys[a].signature == keys[b].signature)) for a, b, _, _ in pairs])
-    out = {"identical": t1, "renamed": t2 & ~t1, "near": (jac >= near) & big, "jaccard": jac}
+    near_hit = (jac >= near) & big if near is not None else np.zeros(len(pairs), dtype=bool)
+    out = {"identical": t1, "renamed": t2 & ~t1, "near": near_hit, "jaccard": jac}
     if vecs is not None and cosine is not None:
         cos = np.array([float(vecs[a] @ vecs[b]) for a, b, _, _ in pairs])
         out["semantic"] = (cos >= cosine) & big
@@ -320,7 +324,10 @@ def run(args, model) -> dict:
         near_t = lowest_threshold(best["near"], ok, args.budget / 2)
         cos_t = lowest_threshold(best["cosine"], ok, args.budget / 2)
         cen_t = lowest_threshold(cen["cosine"], ok, args.budget / 2)
-        hinted = (best["near"] >= near_t) | (best["cosine"] >= cos_t)
+        hinted = np.zeros(len(keys), dtype=bool)
+        for tier, t in (("near", near_t), ("cosine", cos_t)):
+            if t is not None:
+                hinted |= best[tier] >= t
         res["languages"][lang] = {
             "pool": pool["source"],
             "eligible": int(ok.sum()),
