@@ -194,7 +194,11 @@ class _Matrix:
         # Near-copy tier, per column: MinHash signature, its LSH band keys, token count and
         # language code (a column without clone keys has n_tokens 0 and never matches).
         self.sigs = np.zeros((capacity, NUM_PERM), dtype=np.uint32)
-        self.bands = np.zeros((capacity, BANDS), dtype=np.uint64)
+        # (BANDS, capacity): one contiguous row per band, so a query streams BANDS rows; a
+        # (capacity, BANDS) array reduced with any(axis=1) was 10x slower at 100k functions.
+        # 32 bits of each band key: a chance collision only adds a candidate, which the
+        # signature comparison then rejects.
+        self.bands = np.zeros((BANDS, capacity), dtype=np.uint32)
         self.ntok = np.zeros(capacity, dtype=np.int32)
         self.lang = np.zeros(capacity, dtype=np.int16)
         self.lang_codes: dict[str, int] = {}
@@ -214,11 +218,14 @@ class _Matrix:
         alive = np.zeros(cap, dtype=bool)
         alive[:n] = self.alive[:n]
         self.columns, self.alive = columns, alive
-        for name in ("sigs", "bands", "ntok", "lang"):
+        for name in ("sigs", "ntok", "lang"):
             old = getattr(self, name)
             new = np.zeros((cap, *old.shape[1:]), dtype=old.dtype)
             new[:n] = old[:n]
             setattr(self, name, new)
+        bands = np.zeros((BANDS, cap), dtype=np.uint32)
+        bands[:, :n] = self.bands[:, :n]
+        self.bands = bands
 
     def code(self, language: str) -> int:
         return self.lang_codes.setdefault(language, len(self.lang_codes) + 1)
@@ -240,7 +247,7 @@ class _Matrix:
             if sig is not None:
                 self.ntok[i] = ntok
                 self.sigs[i] = sig
-                self.bands[i] = band_keys(sig)
+                self.bands[:, i] = _band32(sig)
         self.rows.extend(rows)
         for i, row in enumerate(rows, start=n):
             self.by_uri.setdefault(row[0], []).append(i)
@@ -262,10 +269,12 @@ class _Matrix:
         keep = np.flatnonzero(self.alive[:n])
         m = len(keep)
         self.columns[:, :m] = self.columns[:, keep]  # fancy indexing copies first: overlap is safe
-        for name in ("sigs", "bands", "ntok", "lang"):
+        for name in ("sigs", "ntok", "lang"):
             arr = getattr(self, name)
             arr[:m] = arr[keep]
             arr[m:n] = 0
+        self.bands[:, :m] = self.bands[:, keep]
+        self.bands[:, m:n] = 0
         self.alive[:m] = True
         self.alive[m:n] = False
         self.rows = [self.rows[i] for i in keep]
@@ -298,15 +307,15 @@ class _Matrix:
         code = self.lang_codes.get(language)
         if n == 0 or k <= 0 or code is None:
             return []
-        q = band_keys(sig)
-        # One vectorised pass over the band keys: cheaper than a dict of buckets at 100k rows
-        # and needs no upkeep when columns die or move.
-        cand = np.flatnonzero(
-            (self.bands[:n] == q).any(axis=1)
-            & self.alive[:n]
-            & (self.ntok[:n] >= min_tokens)
-            & (self.lang[:n] == code)
-        )
+        q = _band32(sig)
+        # A vectorised pass over each band's keys: cheaper than a dict of buckets at 100k
+        # rows, and no upkeep when columns die or move.
+        hit = self.bands[0, :n] == q[0]
+        for b in range(1, BANDS):
+            hit |= self.bands[b, :n] == q[b]
+        cand = np.flatnonzero(hit)
+        # The other conditions on the few candidates only, not on every column.
+        cand = cand[self.alive[cand] & (self.ntok[cand] >= min_tokens) & (self.lang[cand] == code)]
         if cand.size == 0:
             return []
         scores = np.full(n, -np.inf)
@@ -797,6 +806,10 @@ class IndexStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _band32(sig: np.ndarray) -> np.ndarray:
+    return (band_keys(sig) >> np.uint64(32)).astype(np.uint32)
 
 
 def _sig_blob(keys: CloneKeys | None) -> bytes | None:
