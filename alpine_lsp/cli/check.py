@@ -318,7 +318,12 @@ def run_check(args: argparse.Namespace) -> tuple[dict, int]:
             tmp.cleanup()
 
     report = {
-        "model": {**model.info(), "threshold": threshold, "similarity_threshold": sim_threshold},
+        "model": {
+            **model.info(),
+            "threshold": threshold,
+            "similarity_threshold": sim_threshold,  # the override, else the model's fallback
+            "similarity_thresholds": model.similarity_thresholds,  # per language
+        },
         "files": report_files,
         "summary": {
             "files": len(per_file),
