@@ -2,7 +2,8 @@
 
 Random weights make the defect probabilities meaningless, so thresholds are forced: 0.0 flags
 every function that is not ignored, 1.0 flags none. An exact duplicate has the same text hash,
-hence the same embedding: cosine 1.0, found at --similarity-threshold 0.999.
+hence the same embedding, and the same clone keys: an identical copy, found with --similar.
+Run 2 leaves --similar out: similar code is off by default in check.
 
 Each subprocess imports torch (seconds), so one workspace is checked a few times by a
 module fixture and the tests read the results.
@@ -135,7 +136,7 @@ def ws(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> dict:
     (extra / "readme.md").write_text("# not code\n", encoding="utf-8")
     cache = tmp_path_factory.mktemp("check-cache")
     model = ("--model", str(tiny_model_dir))
-    sim = ("--similarity-threshold", "0.999")
+    sim = ("--similar", "--similarity-threshold", "0.999")
     runs = {}
     # 1: fresh cache, everything flagged, default listing; explicit binary/unsupported files.
     runs["flag"] = check(
@@ -156,7 +157,8 @@ def ws(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> dict:
         cache,
         ".",
         *model,
-        *sim,
+        "--similarity-threshold",
+        "0.999",
         "--format=json",
         "--all",
         "--threshold=1.0",
@@ -204,8 +206,8 @@ def test_json_shape_and_values(ws: dict) -> None:
         assert 0.0 <= fn["defect_probability"] <= 1.0
         assert fn["flagged"] is True and fn["ignored"] is False
         for s in fn["similar"]:
-            assert set(s) == {"path", "name", "start_line", "score"}
-            assert s["score"] >= 0.999
+            assert set(s) == {"path", "name", "start_line", "score", "kind", "message"}
+            assert s["score"] >= 0.999 or s["kind"] == "near"
     a, b = got[("src/a.c", "dup_sum")], got[("src/b.c", "dup_sum")]
     assert (a["start_line"], a["end_line"], b["start_line"]) == (3, 9, 2)
     split = got[("src/a.c", "split_decl")]
@@ -214,7 +216,8 @@ def test_json_shape_and_values(ws: dict) -> None:
     hit_a = next(s for s in a["similar"] if s["path"] == "src/b.c" and s["name"] == "dup_sum")
     hit_b = next(s for s in b["similar"] if s["path"] == "src/a.c" and s["name"] == "dup_sum")
     assert (hit_a["start_line"], hit_b["start_line"]) == (2, 3)
-    assert hit_a["score"] == pytest.approx(1.0, abs=1e-3)
+    assert hit_a["score"] == pytest.approx(1.0, abs=1e-3) and hit_a["kind"] == "identical"
+    assert hit_a["message"] == "copy of dup_sum in src/b.c:2 (identical)"
     assert hit_b["score"] == pytest.approx(1.0, abs=1e-3)
     assert report["summary"]["functions"] == len(ALL_FUNCTIONS)
     assert report["summary"]["flagged"] == len(ALL_FUNCTIONS - IGNORED)
@@ -242,20 +245,18 @@ def test_all_lists_every_function_and_marks_ignored(ws: dict) -> None:
     assert not any(fn["flagged"] for fn in got.values())
     for key, fn in got.items():
         assert fn["ignored"] is (key in IGNORED)
-        if key in IGNORED:
-            assert fn["similar"] == []  # ignore comments suppress both kinds of finding
+        assert fn["similar"] == []  # no --similar: off by default in check
     # Same scores as the first run: they come from the same cache.
     first = functions(ws["runs"]["flag"].json())
     for key, fn in first.items():
         assert got[key]["defect_probability"] == fn["defect_probability"]
-        assert got[key]["similar"] == fn["similar"]
 
 
 def test_default_lists_flagged_or_similar_only(ws: dict) -> None:
     run = ws["runs"]["similar"]
     assert run.code == 0, run.err
     got = functions(run.json())
-    everything = functions(ws["runs"]["all"].json())
+    everything = functions(ws["runs"]["flag"].json())  # --similar, every function listed
     assert set(got) == {k for k, fn in everything.items() if fn["similar"]}
     assert {("src/a.c", "dup_sum"), ("src/b.c", "dup_sum")} <= set(got)
     assert all(fn["similar"] and not fn["flagged"] for fn in got.values())

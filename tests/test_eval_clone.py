@@ -141,3 +141,36 @@ def test_tfidf_cosine_beats_chance(tmp_path):
     base = tfidf_baseline(funcs, pairs["train"], pairs["valid"], pairs["test"])
     assert base["roc_auc"] > 0.9
     assert base["balanced"]["f1"] > 0.7
+
+
+def test_tiers_command_sets_thresholds_and_reports_per_type(tmp_path: Path, capsys) -> None:
+    """eval clone --tiers on the synthetic BCB and a small Python checkout: per-language
+    thresholds come out, are written as JSON, and BCB's family copies are found by the exact
+    tier (each family member is the same body under another name: type-2)."""
+    data = synthetic_bcb(tmp_path / "bcb")
+    model = create_tiny_model(tmp_path / "m")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    bodies = [  # unrelated functions, one file each
+        "    total = 0\n    for item in items:\n        if item.ok:\n"
+        "            total += item.size\n    return total",
+        "    with open(path, encoding='utf-8') as fh:\n        lines = [l.strip() for l in fh]\n"
+        "    return [l for l in lines if l and not l.startswith('#')]",
+        "    parts = url.split('://', 1)\n    scheme = parts[0] if len(parts) > 1 else 'http'\n"
+        "    return scheme.lower(), parts[-1].rstrip('/')",
+        "    while queue:\n        node = queue.pop()\n        seen.add(node)\n"
+        "        queue.extend(n for n in graph[node] if n not in seen)\n    return seen",
+    ]
+    for i, body in enumerate(bodies):
+        (repo / f"m{i}.py").write_text(f"def f{i}(items, path, url, queue, seen, graph):\n{body}\n")
+    out = tmp_path / "t.json"
+    args = ["--tiers", "--model", str(model), "--data", str(data), "--python-repo", str(repo)]
+    code = eval_clone.main([*args, "--write-thresholds", str(out), "--json"])
+    assert code == 0
+    res = json.loads(capsys.readouterr().out)
+    py = res["languages"]["python"]
+    assert py["eligible"] == 4 and py["chance_per_1000"]["near_or_semantic"] == 0.0
+    assert py["near"] is not None and 0 < py["near"] <= 1.0
+    assert json.loads(out.read_text())["python"]["near"] == py["near"]
+    test = res["bcb_test"]["raw"]["exact_only"]
+    assert test["precision"] == 1.0 and test["recall"] == 1.0  # every clone pair is a copy

@@ -89,7 +89,7 @@ async def test_twin_gets_hint_with_related_location(workspace, tiny_model_dir, t
         d = diags[0]
         assert d.severity == types.DiagnosticSeverity.Information
         assert d.range.start.line == 0
-        assert d.message.startswith("similar to sum_positive in src/b.c:2 (1.00)")
+        assert d.message == "copy of sum_positive in src/b.c:2 (identical)"
         related = d.related_information
         assert [r.location.uri for r in related] == [(workspace / "src" / "b.c").as_uri()]
         assert related[0].location.range.start.line == 1
@@ -97,7 +97,7 @@ async def test_twin_gets_hint_with_related_location(workspace, tiny_model_dir, t
         lenses = await client.text_document_code_lens_async(
             types.CodeLensParams(text_document=types.TextDocumentIdentifier(uri=a.as_uri()))
         )
-        assert [lens.command.title for lens in lenses] == ["1 similar function"]
+        assert [lens.command.title for lens in lenses] == ["1 copy"]
         locations = await client.workspace_execute_command_async(
             types.ExecuteCommandParams(
                 command="alpine.showSimilar", arguments=lenses[0].command.arguments
@@ -106,7 +106,8 @@ async def test_twin_gets_hint_with_related_location(workspace, tiny_model_dir, t
         assert [loc["uri"] for loc in locations] == [(workspace / "src" / "b.c").as_uri()]
 
         shown = await hover(client, a, 0, 6)
-        assert "similar code:" in shown.contents.value and "src/b.c:2" in shown.contents.value
+        assert "similar code:" in shown.contents.value
+        assert "copy of sum_positive in src/b.c:2 (identical)" in shown.contents.value
     finally:
         await stop(client)
 
@@ -167,9 +168,10 @@ async def test_damaged_index_database_is_rebuilt(workspace, tiny_model_dir, tmp_
         assert await stop(client) == 0
 
 
-async def test_model_without_similarity_threshold_offers_no_hints(tmp_path):
+async def test_model_without_similarity_threshold_offers_no_semantic_hints(tmp_path):
     """alpine.json may say similarity_threshold: null (embeddings not fit for hints): check
-    then reports no similar code unless the user sets a threshold."""
+    then reports no semantic neighbours unless the user sets a threshold (exact copies it
+    always reports)."""
     # async only because the module marks every test asyncio; everything here is synchronous.
     import json
 
@@ -182,11 +184,51 @@ async def test_model_without_similarity_threshold_offers_no_hints(tmp_path):
     meta["similarity_threshold"] = None
     (model / "alpine.json").write_text(json.dumps(meta))
     assert load_model(model, device="cpu").similarity_threshold is None
-    code = "int f(int a) { return a + 1; }\n\nint g(int a) { return a + 1; }\n"
+    code = (
+        "int f(int a, int b) { int s = 0; while (a < b) { s += a * 2; a++; } return s; }\n\n"
+        "void g(char *p, const char *q) { if (!p || !q) return; while (*q) { *p++ = *q++; } "
+        "*p = 0; }\n"
+    )
     (tmp_path / "a.c").write_text(code)
-    args = ("a.c", "--model", str(model), "--format", "json", "--all")
+    args = ("a.c", "--model", str(model), "--format", "json", "--all", "--similar")
     run = check(tmp_path, tmp_path / "cache", *args)
     assert run.code == 0, run.err
     assert all(not fn["similar"] for fn in run.json()["files"][0]["functions"])
     run = check(tmp_path, tmp_path / "cache", *args, "--similarity-threshold", "-1")
     assert any(fn["similar"] for fn in run.json()["files"][0]["functions"]), run.out
+
+
+COPY_RENAMED = TWIN.replace("sum_positive", "add_positive").replace("total", "acc")
+
+
+async def test_one_diagnostic_per_function_lists_every_match(tmp_path, tiny_model_dir):
+    """Two copies elsewhere (identical, renamed): one similar-code diagnostic on the function,
+    one related location per match; tiny functions get none."""
+    root = tmp_path / "ws2"
+    root.mkdir()
+    (root / "b.c").write_text(TWIN)
+    (root / "c.c").write_text(COPY_RENAMED + "\nint one(void) { return 1; }\n")
+    a = root / "a.c"
+    a.write_text(TWIN + "\nint one(void) { return 1; }\n")
+    client = await start(root, tmp_path / "cache", settings(tiny_model_dir), caps=vscode_caps())
+    try:
+        await indexed(client)
+        open_doc(client, a, a.read_text())
+
+        def two() -> list[types.Diagnostic]:
+            d = similar_diags(client, a.as_uri())
+            return d if d and len(d[0].related_information or []) == 2 else []
+
+        (d,) = await wait_for(two, timeout=60)
+        assert d.message == "copy of sum_positive in b.c:1 (identical) and 1 more"
+        assert [r.message for r in d.related_information] == [
+            "copy of sum_positive in b.c:1 (identical)",
+            "copy of add_positive in c.c:1 (renamed identifiers)",
+        ]
+        assert [r.location.uri for r in d.related_information] == [
+            (root / "b.c").as_uri(),
+            (root / "c.c").as_uri(),
+        ]
+        assert d.range.start.line == 0  # on sum_positive, not on the tiny `one`
+    finally:
+        await stop(client)

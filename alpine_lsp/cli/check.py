@@ -4,7 +4,9 @@ Same parsing, model, score cache and similar-code index code as the server. Fold
 as the server's indexer walks a workspace (`.gitignore` honoured; binary, oversized and
 unsupported files left out); files named on the command line are checked even when ignored.
 
-Listed: flagged functions and functions with similar-code hits (every function with --all).
+Listed: flagged functions, and with --similar functions with similar-code hits (every function
+with --all). Similar code is off by default here (it is on in the server): exact copies, near
+copies and semantic neighbours among the checked files, at most 3 per function.
 Exit codes: 0 done, 1 something flagged with --fail-on-findings, 2 usage or set-up errors (bad
 flag or value, a path that does not exist, a model that cannot be loaded).
 """
@@ -31,8 +33,9 @@ RULES = {
     ),
     "similar-code": (
         "Similar code elsewhere",
-        "A function elsewhere in the checked files is "
-        "nearly the same (cosine of the model's embeddings).",
+        "A function elsewhere in the checked files is a copy (identical or with renamed "
+        "identifiers), a near copy (token 5-gram overlap) or semantically close (cosine of "
+        "the model's embeddings).",
         "note",
     ),
 }
@@ -60,7 +63,10 @@ def _args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument(
         "--similarity-threshold", type=float, help="cosine in [-1, 1] (default: the model's)"
     )
-    ap.add_argument("--no-similar", action="store_true", help="skip similar-code hints")
+    ap.add_argument(
+        "--similar", action="store_true", help="also report similar code (off by default)"
+    )
+    ap.add_argument("--no-similar", action="store_true", help=argparse.SUPPRESS)  # the default
     ap.add_argument("--fail-on-findings", action="store_true", help="exit 1 if anything flagged")
     ap.add_argument("--model", help="model directory (default: the bundled model)")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -161,6 +167,7 @@ def run_check(args: argparse.Namespace) -> tuple[dict, int]:
     from ..engine.cache import ScoreCache
     from ..engine.engine import Scorer
     from ..engine.models import ModelHolder
+    from ..engine.similar import KeyCache, capped, describe, find, thresholds
     from ..engine.stats import Stats
     from ..index import IndexEntry, IndexStore
     from ..index.paths import cache_dir
@@ -195,7 +202,9 @@ def run_check(args: argparse.Namespace) -> tuple[dict, int]:
         else args.similarity_threshold
     )
     # The server's index class on a throw-away database: hits come from the checked files only.
-    no_similar = args.no_similar or sim_threshold is None  # None: the model offers no hints
+    # Exact copies are found even when the model offers no cosine threshold (None).
+    no_similar = args.no_similar or not args.similar
+    key_cache = KeyCache()
     tmp = None if no_similar else tempfile.TemporaryDirectory(prefix="alpine-check-")
     index = None if tmp is None else IndexStore(Path(tmp.name) / "index.sqlite")
 
@@ -224,15 +233,20 @@ def run_check(args: argparse.Namespace) -> tuple[dict, int]:
                 stats.add("errors")
                 skipped += 1
                 continue
-            per_file.append((path, language, functions, scores, file_ignored(text)))
+            keys = key_cache.many(functions, language) if index is not None else []
+            per_file.append((path, language, functions, scores, file_ignored(text), keys))
             stats.add("functions_parsed", len(functions))
             if index is not None and functions:
                 uri = path.resolve().as_uri()
+                keep = capped(str(path), keys)
                 index.replace_file(
                     uri,
                     [
-                        IndexEntry.from_function(uri, language, f, model.fingerprint, s.embedding)
-                        for f, s in zip(functions, scores, strict=True)
+                        IndexEntry.from_function(
+                            uri, language, f, model.fingerprint, s.embedding, k
+                        )
+                        for f, s, k, ok in zip(functions, scores, keys, keep, strict=True)
+                        if ok
                     ],
                 )
             progress.step(i + 1, str(path))
@@ -240,29 +254,31 @@ def run_check(args: argparse.Namespace) -> tuple[dict, int]:
         names = {p.resolve().as_uri(): p for p, *_ in per_file}
         report_files = []
         flagged_any = False
-        for path, language, functions, scores, ignored_file in per_file:
+        for path, language, functions, scores, ignored_file, keys in per_file:
             uri = path.resolve().as_uri()
             rows = []
-            for f, s in zip(functions, scores, strict=True):
+            hits = [[] for _ in functions]
+            if index is not None and functions:
+                limits = thresholds(model, language, args.similarity_threshold)
+                embeddings = [s.embedding for s in scores]
+                hits = find(index, uri, language, functions, keys, embeddings,
+                            model.fingerprint, limits, 3)  # fmt: skip
+            for f, s, found in zip(functions, scores, hits, strict=True):
                 ignored = ignored_file or f.ignored
                 flagged = not ignored and s.probability >= threshold
                 similar = []
-                if index is not None and not ignored:
-                    for m in index.query(
-                        s.embedding,
-                        3,
-                        model.fingerprint,
-                        exclude=(uri, f.start_line),
-                        min_score=sim_threshold,
-                    ):
-                        similar.append(
-                            {
-                                "path": str(names.get(m.uri, m.uri)),
-                                "name": m.name,
-                                "start_line": m.start_line + 1,
-                                "score": round(m.score, 4),
-                            }
-                        )
+                for m in found if not ignored else []:
+                    where = str(names.get(m.uri, m.uri))
+                    similar.append(
+                        {
+                            "path": where,
+                            "name": m.name,
+                            "start_line": m.start_line + 1,
+                            "kind": m.kind,
+                            "score": round(m.score, 4),
+                            "message": describe(m, f"{where}:{m.start_line + 1}"),
+                        }
+                    )
                 flagged_any |= flagged
                 if args.all or flagged or similar:
                     rows.append(
@@ -301,7 +317,12 @@ def run_check(args: argparse.Namespace) -> tuple[dict, int]:
             tmp.cleanup()
 
     report = {
-        "model": {**model.info(), "threshold": threshold, "similarity_threshold": sim_threshold},
+        "model": {
+            **model.info(),
+            "threshold": threshold,
+            "similarity_threshold": sim_threshold,  # the override, else the model's fallback
+            "similarity_thresholds": model.similarity_thresholds,  # per language
+        },
         "files": report_files,
         "summary": {
             "files": len(per_file),
@@ -328,10 +349,10 @@ def to_text(report: dict) -> str:
                 f"{f['path']}:{fn['start_line']}: {mark} {fn['name']} "
                 f"p={fn['defect_probability']:.2f}"
             )
-            for s in fn["similar"]:
+            if fn["similar"]:  # one line per function, all its matches
                 out.append(
-                    f"{f['path']}:{fn['start_line']}: similar-code {fn['name']} ~ "
-                    f"{s['name']} in {s['path']}:{s['start_line']} ({s['score']:.2f})"
+                    f"{f['path']}:{fn['start_line']}: similar-code {fn['name']}: "
+                    + "; ".join(s["message"] for s in fn["similar"])
                 )
     s = report["summary"]
     m = report["model"]
@@ -396,28 +417,34 @@ def to_sarif(report: dict, root: Path | None = None) -> dict:
                         "properties": {"defectProbability": fn["defect_probability"]},
                     }
                 )
-            for s in fn["similar"]:
+            if fn["similar"]:  # one result per function; each match a related location
+                sims = fn["similar"]
+                links = "; ".join(
+                    f"[{_md(s['name'])}]({i}) ({_md(s['message'])})"
+                    for i, s in enumerate(sims, start=1)
+                )
                 results.append(
                     {
                         "ruleId": "similar-code",
                         "ruleIndex": 1,
                         "level": "note",
-                        "message": {
-                            "text": f"{_md(fn['name'])} is similar to [{_md(s['name'])}](1) in "
-                            f"{s['path']}:{s['start_line']} ({s['score']:.2f})"
-                        },
+                        "message": {"text": f"{_md(fn['name'])} resembles {links}"},
                         "locations": loc,
                         "relatedLocations": [
                             {
-                                "id": 1,
+                                "id": i,
                                 "physicalLocation": {
                                     "artifactLocation": _artifact(s["path"], root),
                                     "region": {"startLine": s["start_line"]},
                                 },
-                                "message": {"text": s["name"]},
+                                "message": {"text": s["message"]},
                             }
+                            for i, s in enumerate(sims, start=1)
                         ],
-                        "properties": {"similarity": s["score"]},
+                        "properties": {
+                            "similarity": sims[0]["score"],
+                            "kinds": [s["kind"] for s in sims],
+                        },
                     }
                 )
     return {

@@ -30,6 +30,7 @@ from .models import ModelHolder
 from .positions import clamp_position, lsp_lines
 from .scheduler import Debouncer
 from .settings import Settings
+from .similar import KeyCache, capped, find, thresholds
 from .stats import Stats
 
 log = logging.getLogger(__name__)
@@ -149,6 +150,7 @@ class Engine:
         self.on_result = on_result or (lambda r: None)
         self.on_model = on_model or (lambda h: None)
         self.index: IndexStore | None = None
+        self.clone_keys = KeyCache()
         self.root: Path | None = None
         self.worker = Debouncer(self._analyze)
         self.indexer_cancel = threading.Event()
@@ -359,27 +361,23 @@ class Engine:
             return empty
         uri = index_uri(uri)
         try:
-            self.index.replace_file(
-                uri,
-                [
-                    _entry(uri, language, f, s, model.fingerprint)
-                    for f, s in zip(functions, scores, strict=True)
-                ],
-            )
+            keys = self.clone_keys.many(functions, language)
+            self._store(uri, language, functions, scores, keys, model.fingerprint)
             sim = self.settings.similarity
-            limit = self.similarity_threshold()
-            if not sim.enabled or sim.max_results == 0 or limit is None:
+            if not sim.enabled or sim.max_results == 0:
                 return empty
-            return [
-                self.index.query(
-                    s.embedding,
-                    sim.max_results,
-                    model.fingerprint,
-                    exclude=(uri, f.start_line),
-                    min_score=limit,
-                )
-                for f, s in zip(functions, scores, strict=True)
-            ]
+            limits = thresholds(model, language, sim.threshold)
+            return find(
+                self.index,
+                uri,
+                language,
+                functions,
+                keys,
+                [s.embedding for s in scores],
+                model.fingerprint,
+                limits,
+                sim.max_results,
+            )
         except Exception:
             log.exception("similar-code lookup failed for %s", uri)
             self.stats.add("errors")
@@ -469,17 +467,25 @@ class Engine:
             scores += self.scorer.score(functions[i : i + 16], language) or []
         if len(scores) != len(functions):
             return 0
-        self.index.replace_file(
-            uri,
-            [
-                _entry(uri, language, f, s, model.fingerprint)
-                for f, s in zip(functions, scores, strict=True)
-            ],
-        )
+        keys = self.clone_keys.many(functions, language)
+        self._store(uri, language, functions, scores, keys, model.fingerprint)
         fresh = self.stats.counters["functions_scored"] - before
         self.stats.add("embeddings_computed", fresh)
         self.stats.add("files_indexed")
         return fresh
+
+    def _store(self, uri, language, functions, scores, keys, fingerprint: str) -> None:
+        """Index a file's functions with their clone keys, capped for generated files."""
+        assert self.index is not None
+        keep = capped(uri, keys)
+        self.index.replace_file(
+            uri,
+            [
+                IndexEntry.from_function(uri, language, f, fingerprint, s.embedding, k)
+                for f, s, k, ok in zip(functions, scores, keys, keep, strict=True)
+                if ok
+            ],
+        )
 
     def forget_file(self, uri: str) -> None:
         if self.index is not None:
@@ -509,7 +515,3 @@ def _splice(text: str, rng: tuple[int, int, int, int], new: str, encoding: str) 
     b = index.offset(*clamp_position(lines, rng[2], rng[3], encoding))
     a, b = min(a, b), max(a, b)
     return text[:a] + new + text[b:]
-
-
-def _entry(uri: str, language: str, f: Function, s: FunctionScore, fingerprint: str) -> IndexEntry:
-    return IndexEntry.from_function(uri, language, f, fingerprint, s.embedding)

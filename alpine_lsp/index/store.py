@@ -27,17 +27,32 @@ from typing import TypeVar
 
 import numpy as np
 
+from ..parsing.clones import BANDS, MIN_TOKENS, NUM_PERM, CloneKeys, band_keys
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: clone keys (type-1/type-2 hashes, MinHash signature) per function
 ORPHAN_TTL_S = 7 * 24 * 3600  # vectors no function refers to are kept this long (moves, undo)
 _CHUNK = 500  # bound parameters per IN (...) list; well under SQLite's limit
 _CORRUPT = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
 # SQLITE_BUSY, SQLITE_LOCKED, SQLITE_FULL: the file is probably fine (another process holds it,
 # the disk is full) and deleting it would not help.
 _KEEP = {5, 6, 13}
+
+_TYPE2_INDEX = "CREATE INDEX functions_type2 ON functions(type2)"
+# Version 1 -> 2 keeps the embeddings (the costly part) and forgets the locations, so the
+# workspace walk re-reads every file and stores its clone keys; nothing is re-embedded.
+_MIGRATE_1 = (
+    "ALTER TABLE functions ADD COLUMN n_tokens INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE functions ADD COLUMN type1 TEXT",
+    "ALTER TABLE functions ADD COLUMN type2 TEXT",
+    "ALTER TABLE functions ADD COLUMN signature BLOB",
+    _TYPE2_INDEX,
+    "DELETE FROM functions",
+)
+_SIG_BYTES = 4 * NUM_PERM
 
 _SCHEMA = (
     """CREATE TABLE functions (
@@ -53,10 +68,15 @@ _SCHEMA = (
         name_end_col INTEGER NOT NULL,
         language TEXT NOT NULL,
         hash TEXT NOT NULL,
-        fingerprint TEXT NOT NULL
+        fingerprint TEXT NOT NULL,
+        n_tokens INTEGER NOT NULL DEFAULT 0,
+        type1 TEXT,
+        type2 TEXT,
+        signature BLOB
     )""",
     "CREATE INDEX functions_uri ON functions(uri)",
     "CREATE INDEX functions_key ON functions(fingerprint, hash)",
+    _TYPE2_INDEX,
     """CREATE TABLE vectors (
         fingerprint TEXT NOT NULL,
         hash TEXT NOT NULL,
@@ -88,10 +108,17 @@ class IndexEntry:
     hash: str
     fingerprint: str
     embedding: np.ndarray
+    keys: CloneKeys | None = None  # None: the exact and near-copy tiers do not see it
 
     @classmethod
     def from_function(
-        cls, uri: str, language: str, f, fingerprint: str, embedding: np.ndarray
+        cls,
+        uri: str,
+        language: str,
+        f,
+        fingerprint: str,
+        embedding: np.ndarray,
+        keys: CloneKeys | None = None,
     ) -> IndexEntry:
         """An entry for a parsed function (anything with Function's range, name and hash)."""
         return cls(
@@ -109,6 +136,7 @@ class IndexEntry:
             hash=f.hash,
             fingerprint=fingerprint,
             embedding=embedding,
+            keys=keys,
         )
 
 
@@ -120,7 +148,9 @@ class Match:
     start_col: int
     end_line: int
     end_col: int
-    score: float  # cosine similarity
+    score: float  # cosine similarity (semantic), estimated Jaccard (near), 1.0 (exact)
+    # "identical" (type-1), "renamed" (type-2), "near" (type-3), "semantic" (embedding)
+    kind: str = "semantic"
 
 
 def _unit(vector: Iterable[float] | np.ndarray) -> np.ndarray:
@@ -161,6 +191,17 @@ class _Matrix:
         self.dim = dim
         self.columns = np.zeros((dim, capacity), dtype=np.float32)
         self.alive = np.zeros(capacity, dtype=bool)
+        # Near-copy tier, per column: MinHash signature, its LSH band keys, token count and
+        # language code (a column without clone keys has n_tokens 0 and never matches).
+        self.sigs = np.zeros((capacity, NUM_PERM), dtype=np.uint32)
+        # (BANDS, capacity): one contiguous row per band, so a query streams BANDS rows; a
+        # (capacity, BANDS) array reduced with any(axis=1) was 10x slower at 100k functions.
+        # 32 bits of each band key: a chance collision only adds a candidate, which the
+        # signature comparison then rejects.
+        self.bands = np.zeros((BANDS, capacity), dtype=np.uint32)
+        self.ntok = np.zeros(capacity, dtype=np.int32)
+        self.lang = np.zeros(capacity, dtype=np.int16)
+        self.lang_codes: dict[str, int] = {}
         # column -> (uri, name, start_line, start_col, end_line, end_col); None once deleted
         self.rows: list[tuple[str, str, int, int, int, int] | None] = []
         self.by_uri: dict[str, list[int]] = {}
@@ -177,13 +218,36 @@ class _Matrix:
         alive = np.zeros(cap, dtype=bool)
         alive[:n] = self.alive[:n]
         self.columns, self.alive = columns, alive
+        for name in ("sigs", "ntok", "lang"):
+            old = getattr(self, name)
+            new = np.zeros((cap, *old.shape[1:]), dtype=old.dtype)
+            new[:n] = old[:n]
+            setattr(self, name, new)
+        bands = np.zeros((BANDS, cap), dtype=np.uint32)
+        bands[:, :n] = self.bands[:, :n]
+        self.bands = bands
 
-    def append(self, rows: list[tuple[str, str, int, int, int, int]], vectors: np.ndarray) -> None:
-        """Add functions; `vectors` is (len(rows), dim)."""
+    def code(self, language: str) -> int:
+        return self.lang_codes.setdefault(language, len(self.lang_codes) + 1)
+
+    def append(
+        self,
+        rows: list[tuple[str, str, int, int, int, int]],
+        vectors: np.ndarray,
+        near: list[tuple[str, int, np.ndarray | None]] | None = None,
+    ) -> None:
+        """Add functions; `vectors` is (len(rows), dim); `near` is (language, n_tokens,
+        signature or None) per row."""
         self._reserve(len(rows))
         n = len(self.rows)
         self.columns[:, n : n + len(rows)] = vectors.T
         self.alive[n : n + len(rows)] = True
+        for i, (language, ntok, sig) in enumerate(near or (), start=n):
+            self.lang[i] = self.code(language)
+            if sig is not None:
+                self.ntok[i] = ntok
+                self.sigs[i] = sig
+                self.bands[:, i] = _band32(sig)
         self.rows.extend(rows)
         for i, row in enumerate(rows, start=n):
             self.by_uri.setdefault(row[0], []).append(i)
@@ -205,6 +269,12 @@ class _Matrix:
         keep = np.flatnonzero(self.alive[:n])
         m = len(keep)
         self.columns[:, :m] = self.columns[:, keep]  # fancy indexing copies first: overlap is safe
+        for name in ("sigs", "ntok", "lang"):
+            arr = getattr(self, name)
+            arr[:m] = arr[keep]
+            arr[m:n] = 0
+        self.bands[:, :m] = self.bands[:, keep]
+        self.bands[:, m:n] = 0
         self.alive[:m] = True
         self.alive[m:n] = False
         self.rows = [self.rows[i] for i in keep]
@@ -214,8 +284,62 @@ class _Matrix:
             self.by_uri.setdefault(row[0], []).append(i)
         self.dead = 0
 
+    def _excluded(self, scores: np.ndarray, exclude: tuple[str, int] | None) -> None:
+        if exclude is not None:
+            uri, line = exclude
+            for i in self.by_uri.get(uri, ()):
+                row = self.rows[i]
+                if row is not None and row[2] == line:
+                    scores[i] = -np.inf
+
+    def search_near(
+        self,
+        sig: np.ndarray,
+        k: int,
+        exclude: tuple[str, int] | None,
+        min_score: float,
+        language: str,
+        min_tokens: int,
+    ) -> list[Match]:
+        """Functions whose k-gram sets look at least `min_score` alike (estimated Jaccard):
+        candidates share an LSH band, then whole signatures are compared."""
+        n = len(self.rows)
+        code = self.lang_codes.get(language)
+        if n == 0 or k <= 0 or code is None:
+            return []
+        q = _band32(sig)
+        # A vectorised pass over each band's keys: cheaper than a dict of buckets at 100k
+        # rows, and no upkeep when columns die or move.
+        hit = self.bands[0, :n] == q[0]
+        for b in range(1, BANDS):
+            hit |= self.bands[b, :n] == q[b]
+        cand = np.flatnonzero(hit)
+        # The other conditions on the few candidates only, not on every column.
+        cand = cand[self.alive[cand] & (self.ntok[cand] >= min_tokens) & (self.lang[cand] == code)]
+        if cand.size == 0:
+            return []
+        scores = np.full(n, -np.inf)
+        scores[cand] = (self.sigs[cand] == sig).mean(axis=1)
+        self._excluded(scores, exclude)
+        top = cand[np.argsort(-scores[cand], kind="stable")][:k]
+        out = []
+        for i in top:
+            s = float(scores[i])
+            if not s >= min_score:
+                break
+            row = self.rows[i]
+            assert row is not None
+            out.append(Match(*row, score=s, kind="near"))
+        return out
+
     def search(
-        self, v: np.ndarray, k: int, exclude: tuple[str, int] | None, min_score: float
+        self,
+        v: np.ndarray,
+        k: int,
+        exclude: tuple[str, int] | None,
+        min_score: float,
+        language: str | None = None,
+        min_tokens: int = 0,
     ) -> list[Match]:
         n = len(self.rows)
         if n == 0 or k <= 0:
@@ -227,12 +351,11 @@ class _Matrix:
         scores = np.einsum("i,ij->j", v, self.columns[:, :n])
         if self.dead:
             scores[~self.alive[:n]] = -np.inf
-        if exclude is not None:
-            uri, line = exclude
-            for i in self.by_uri.get(uri, ()):
-                row = self.rows[i]
-                if row is not None and row[2] == line:
-                    scores[i] = -np.inf
+        if language is not None:  # a cosine between two languages' functions means little
+            scores[self.lang[:n] != self.lang_codes.get(language, -1)] = -np.inf
+        if min_tokens > 0:
+            scores[self.ntok[:n] < min_tokens] = -np.inf
+        self._excluded(scores, exclude)
         if k < n:
             top = np.argpartition(scores, n - k)[n - k :]
             top = top[np.argsort(-scores[top], kind="stable")]
@@ -326,6 +449,16 @@ class IndexStore:
         ]
         if version == SCHEMA_VERSION and {"functions", "vectors"} <= set(tables):
             return
+        if version == 1 and {"functions", "vectors"} <= set(tables):
+            try:
+                with _transaction(db):
+                    for stmt in _MIGRATE_1:
+                        db.execute(stmt)
+                    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                log.info("index schema 1 migrated to %s (embeddings kept)", SCHEMA_VERSION)
+                return
+            except sqlite3.OperationalError as e:  # an odd v1 file: start over below
+                log.info("index schema 1 could not be migrated (%s); rebuilding", e)
         if version or tables:
             log.info("index schema %s is not %s; rebuilding the index", version, SCHEMA_VERSION)
         with _transaction(db):
@@ -406,6 +539,10 @@ class IndexStore:
                 e.language,
                 e.hash,
                 e.fingerprint,
+                e.keys.n_tokens if e.keys else 0,
+                e.keys.type1 if e.keys else None,
+                e.keys.type2 if e.keys else None,
+                _sig_blob(e.keys),
             )
             for e in entries
         ]
@@ -420,7 +557,7 @@ class IndexStore:
                     list(vector_rows.values()),
                 )
                 db.executemany(
-                    f"INSERT INTO functions VALUES ({', '.join('?' * 13)})", function_rows
+                    f"INSERT INTO functions VALUES ({', '.join('?' * 17)})", function_rows
                 )
             m = self._matrix
             if m is not None:
@@ -444,6 +581,7 @@ class IndexStore:
                             for i in mine
                         ],
                         np.stack([units[i] for i in mine]),
+                        [_near(entries[i].language, entries[i].keys) for i in mine],
                     )
 
         self._run(op, None)
@@ -521,26 +659,90 @@ class IndexStore:
         fingerprint: str,
         exclude: tuple[str, int] | None = None,
         min_score: float = 0.0,
+        language: str | None = None,
+        min_tokens: int = 0,
     ) -> list[Match]:
         """The k most similar functions under this model, best first, cosine >= min_score.
 
-        `exclude` = (uri, start_line) leaves out the function being asked about.
+        `exclude` = (uri, start_line) leaves out the function being asked about; `language`
+        keeps only functions of that language, `min_tokens` only those with clone keys of at
+        least that many tokens.
         """
         v = _unit(vector)
         if not v.any():
             return []
 
         def op(db: sqlite3.Connection) -> list[Match]:
-            version = db.execute("PRAGMA data_version").fetchone()[0]
-            if version != self._data_version:  # another process wrote: our matrix is stale
-                self._matrix = None
-                self._data_version = version
-            m = self._matrix
-            if m is None or m.fingerprint != fingerprint or m.dim != v.shape[0]:
-                m = self._matrix = self._load_matrix(db, fingerprint, v.shape[0])
-            return m.search(v, k, exclude, min_score)
+            m = self._current(db, fingerprint, v.shape[0])
+            return m.search(v, k, exclude, min_score, language, min_tokens)
 
         return self._run(op, [])
+
+    def exact(
+        self,
+        keys: CloneKeys,
+        language: str,
+        k: int,
+        exclude: tuple[str, int] | None = None,
+        min_tokens: int = MIN_TOKENS,
+    ) -> list[Match]:
+        """Type-1 and type-2 copies of a function (same language, any model), identical first.
+
+        A lookup by the type-2 hash (indexed); the type-1 hash then tells the two apart.
+        """
+        if keys.n_tokens < min_tokens or k <= 0:
+            return []
+
+        def op(db: sqlite3.Connection) -> list[Match]:
+            rows = db.execute(
+                "SELECT uri, name, start_line, start_col, end_line, end_col, type1 "
+                "FROM functions WHERE type2 = ? AND language = ? AND n_tokens >= ? "
+                "LIMIT ?",
+                # a few more than k: the excluded function itself and one row per model
+                (keys.type2, language, min_tokens, 4 * k + 8),
+            ).fetchall()
+            seen, out = set(), []
+            for r in sorted(rows, key=lambda r: (r[6] != keys.type1, r[0], r[2])):
+                where = (r[0], r[2])
+                if where in seen or (exclude is not None and where == exclude):
+                    continue
+                seen.add(where)
+                kind = "identical" if r[6] == keys.type1 else "renamed"
+                out.append(Match(*r[:6], score=1.0, kind=kind))
+            return out[:k]
+
+        return self._run(op, [])
+
+    def near(
+        self,
+        keys: CloneKeys,
+        language: str,
+        k: int,
+        fingerprint: str,
+        dim: int,
+        min_score: float,
+        exclude: tuple[str, int] | None = None,
+        min_tokens: int = MIN_TOKENS,
+    ) -> list[Match]:
+        """Near copies (type-3): estimated k-gram Jaccard >= min_score, best first."""
+        if keys.n_tokens < min_tokens:
+            return []
+
+        def op(db: sqlite3.Connection) -> list[Match]:
+            m = self._current(db, fingerprint, dim)
+            return m.search_near(keys.signature, k, exclude, min_score, language, min_tokens)
+
+        return self._run(op, [])
+
+    def _current(self, db: sqlite3.Connection, fingerprint: str, dim: int) -> _Matrix:
+        version = db.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._data_version:  # another process wrote: our matrix is stale
+            self._matrix = None
+            self._data_version = version
+        m = self._matrix
+        if m is None or m.fingerprint != fingerprint or m.dim != dim:
+            m = self._matrix = self._load_matrix(db, fingerprint, dim)
+        return m
 
     def preload(self, fingerprint: str, dim: int) -> int:
         """Load the search matrix now (a worker thread can pay this instead of the first query).
@@ -567,14 +769,24 @@ class IndexStore:
             m = _Matrix(fingerprint, dim, n + max(1024, n // 4))  # headroom for edits
             cur = db.execute(
                 "SELECT f.uri, f.name, f.start_line, f.start_col, f.end_line, f.end_col, "
-                f"v.embedding {select}",
+                f"v.embedding, f.language, f.n_tokens, f.signature {select}",
                 (fingerprint, dim),
             )
             while rows := cur.fetchmany(4096):
                 blob = b"".join(r[6] for r in rows)
                 if len(blob) != 4 * dim * len(rows):
                     raise sqlite3.DatabaseError("an embedding blob has the wrong size")
-                m.append([r[:6] for r in rows], np.frombuffer(blob, np.float32).reshape(-1, dim))
+                near = []
+                for r in rows:
+                    sig = None
+                    if r[9] is not None:
+                        if len(r[9]) != _SIG_BYTES:
+                            raise sqlite3.DatabaseError("a signature blob has the wrong size")
+                        sig = np.frombuffer(r[9], dtype=np.uint32)
+                    near.append((r[7], int(r[8]), sig))
+                m.append(
+                    [r[:6] for r in rows], np.frombuffer(blob, np.float32).reshape(-1, dim), near
+                )
         return m
 
     # -- lifetime ---------------------------------------------------------------------------
@@ -594,6 +806,25 @@ class IndexStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _band32(sig: np.ndarray) -> np.ndarray:
+    return (band_keys(sig) >> np.uint64(32)).astype(np.uint32)
+
+
+def _sig_blob(keys: CloneKeys | None) -> bytes | None:
+    if keys is None:
+        return None
+    sig = np.ascontiguousarray(keys.signature, dtype=np.uint32)
+    if sig.shape != (NUM_PERM,):
+        raise ValueError(f"a signature must have {NUM_PERM} values, got shape {sig.shape}")
+    return sig.tobytes()
+
+
+def _near(language: str, keys: CloneKeys | None) -> tuple[str, int, np.ndarray | None]:
+    if keys is None:
+        return (language, 0, None)
+    return (language, keys.n_tokens, np.asarray(keys.signature, dtype=np.uint32))
 
 
 class _transaction:

@@ -82,6 +82,11 @@ class AlpineModel:
         return self.meta.similarity_threshold
 
     @property
+    def similarity_thresholds(self) -> dict:
+        """Per-language {"near", "cosine"} thresholds (alpine.json); {} when uncalibrated."""
+        return self.meta.similarity_thresholds
+
+    @property
     def embedding_dim(self) -> int:
         return self.meta.embed_dim
 

@@ -49,6 +49,8 @@ class ModelMeta:
     threshold: float = 0.5
     # None: the embeddings do not rank similar code well enough to offer hints by default.
     similarity_threshold: float | None = 0.8
+    # Per language {"near": Jaccard, "cosine": cosine or None}; see engine/similar.py.
+    similarity_thresholds: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -63,6 +65,11 @@ class ModelMeta:
             "pruning": self.pruning.to_dict(),
             "threshold": self.threshold,
             "similarity_threshold": self.similarity_threshold,
+            **(
+                {"similarity_thresholds": self.similarity_thresholds}
+                if self.similarity_thresholds
+                else {}
+            ),
             **self.extra,
         }
 
@@ -79,6 +86,7 @@ class ModelMeta:
             "pruning",
             "threshold",
             "similarity_threshold",
+            "similarity_thresholds",
         }
         if d.get("whitespace", "keep") not in WHITESPACE:
             raise ValueError(f"whitespace must be one of {WHITESPACE}, got {d['whitespace']!r}")
@@ -96,8 +104,27 @@ class ModelMeta:
                 if d.get("similarity_threshold", 0.8) is None
                 else float(d.get("similarity_threshold", 0.8))
             ),
+            similarity_thresholds=_similarity_thresholds(d.get("similarity_thresholds", {})),
             extra={k: v for k, v in d.items() if k not in known},
         )
+
+
+def _similarity_thresholds(raw: object) -> dict:
+    """{"c": {"near": 0.6, "cosine": 0.99}, ...}, checked (null: that tier gives no hints)."""
+    if not isinstance(raw, dict):
+        raise ValueError("similarity_thresholds must be an object of languages")
+    out = {}
+    for lang, t in raw.items():
+        if not isinstance(t, dict):
+            raise ValueError(f"similarity_thresholds.{lang} must be an object")
+        near = None if t.get("near") is None else float(t["near"])
+        cosine = None if t.get("cosine") is None else float(t["cosine"])
+        if (near is not None and not 0.0 <= near <= 1.0) or (
+            cosine is not None and not -1.0 <= cosine <= 1.0
+        ):
+            raise ValueError(f"similarity_thresholds.{lang} is out of range")
+        out[str(lang)] = {**t, "near": near, "cosine": cosine}
+    return out
 
 
 def check_dir(path: str | os.PathLike) -> Path:

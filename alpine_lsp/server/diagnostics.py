@@ -10,6 +10,7 @@ from pygls.uris import to_fs_path
 
 from ..engine.engine import DocumentResult, FunctionResult
 from ..engine.positions import lsp_lines, to_client
+from ..engine.similar import describe, summary
 from .app import AlpineServer
 
 SOURCE = "alpine"
@@ -74,9 +75,11 @@ def build(ls: AlpineServer, result: DocumentResult) -> list[types.Diagnostic]:
                 )
             )
         if fr.similar:
-            best = fr.similar[0]
-            where = f"{short_path(ls, best.uri)}:{best.start_line + 1}"
-            more = f" and {len(fr.similar) - 1} more" if len(fr.similar) > 1 else ""
+            # One diagnostic per function, whatever the number of matches: each match is a
+            # related location with its own message.
+            def where(m) -> str:
+                return f"{short_path(ls, m.uri)}:{m.start_line + 1}"
+
             related = None
             if ls.related_info:
                 related = [
@@ -88,7 +91,7 @@ def build(ls: AlpineServer, result: DocumentResult) -> list[types.Diagnostic]:
                                 end=types.Position(line=m.end_line, character=0),
                             ),
                         ),
-                        message=f"{m.name} ({m.score:.2f})",
+                        message=describe(m, where(m)),
                     )
                     for m in fr.similar
                 ]
@@ -98,7 +101,7 @@ def build(ls: AlpineServer, result: DocumentResult) -> list[types.Diagnostic]:
                     severity=types.DiagnosticSeverity.Information,
                     source=SOURCE,
                     code="similar-code",
-                    message=f"similar to {best.name} in {where} ({best.score:.2f}){more}",
+                    message=summary(fr.similar, where),
                     related_information=related,
                 )
             )

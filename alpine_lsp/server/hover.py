@@ -6,6 +6,7 @@ from lsprotocol import types
 
 from ..engine.engine import FunctionResult
 from ..engine.positions import lsp_lines, to_codepoint
+from ..engine.similar import describe
 from .app import AlpineServer
 from .diagnostics import name_range, short_path
 
@@ -85,9 +86,7 @@ def render(ls: AlpineServer, fr: FunctionResult) -> str:
         lines.append("")
         lines.append("similar code:")
         for m in fr.similar:
-            lines.append(
-                f"- `{m.name}` in {short_path(ls, m.uri)}:{m.start_line + 1} ({m.score:.2f})"
-            )
+            lines.append(f"- {describe(m, f'{short_path(ls, m.uri)}:{m.start_line + 1}')}")
     return "\n".join(lines)
 
 

@@ -7,6 +7,7 @@ import uuid
 from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams
 
+from ..engine.similar import lens_title
 from .app import AlpineServer, log
 from .diagnostics import name_range
 from .hover import function_at
@@ -42,12 +43,11 @@ def register(server: AlpineServer) -> None:
         for fr in state.result.functions:
             if not fr.similar:
                 continue
-            n = len(fr.similar)
             out.append(
                 types.CodeLens(
                     range=name_range(lines, fr, ls.encoding),
                     command=types.Command(
-                        title=f"{n} similar function{'s' if n != 1 else ''}",
+                        title=lens_title(fr.similar),
                         command=SHOW_SIMILAR,
                         arguments=[uri, fr.function.name_start_line],
                     ),

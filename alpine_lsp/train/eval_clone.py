@@ -10,6 +10,7 @@ balanced resample and ROC-AUC are the figures to compare.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -221,7 +222,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--latency-n", type=int, default=100, help="functions timed at batch 1")
     ap.add_argument("--no-baseline", action="store_true", help="skip the TF-IDF baseline")
+    tiers = ap.add_argument_group("similar-code tiers (--tiers): thresholds and recall per type")
+    tiers.add_argument("--tiers", action="store_true", help="evaluate the hint tiers instead")
+    tiers.add_argument("--c-corpus", help="c_corpus directory: the C chance-hint pool")
+    tiers.add_argument("--java-pool", help="manysstubs4j directory: the Java chance-hint pool")
+    tiers.add_argument(
+        "--python-repo", action="append", help="a checkout whose Python functions form a pool"
+    )
+    tiers.add_argument("--pool-n", type=int, default=2000, help="C pool size (Java: 3/4 of it)")
+    tiers.add_argument("--budget", type=float, default=1.0, help="chance hints per 1,000")
+    tiers.add_argument("--jscpd", help="a jscpd executable, run on the same functions")
+    tiers.add_argument("--embeddings-cache", help="an .npz reused across runs")
+    tiers.add_argument("--write-thresholds", help="write the per-language thresholds (JSON)")
     args = ap.parse_args(argv)
+    if args.tiers:
+        return _tiers(args)
 
     try:
         model = load_model(args.model, device="cpu", threads=args.threads)
@@ -310,6 +325,33 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.report).parent.mkdir(parents=True, exist_ok=True)
         Path(args.report).write_text(text, encoding="utf-8")
         res["report"] = str(args.report)
+    print(dumps(res) if args.json else text)
+    return 0
+
+
+def _tiers(args: argparse.Namespace) -> int:
+    from . import clone_tiers
+
+    try:
+        model = load_model(args.model, device="cpu", threads=args.threads)
+    except (ModelLoadError, OSError) as e:
+        print(f"alpine-lsp eval clone: {e}", file=sys.stderr)
+        return 2
+    try:
+        res = clone_tiers.run(args, model)
+    except (OSError, ValueError, KeyError) as e:
+        print(f"alpine-lsp eval clone --tiers: {e}", file=sys.stderr)
+        return 2
+    res["model"] = model.name
+    if args.write_thresholds:
+        table = {
+            lang: {"near": r["near"], "cosine": r["cosine"], "pool": r["pool"]}
+            for lang, r in res["languages"].items()
+        }
+        Path(args.write_thresholds).write_text(json.dumps(table, indent=2) + "\n")
+    text = clone_tiers.markdown(res)
+    if args.report:
+        Path(args.report).write_text(text, encoding="utf-8")
     print(dumps(res) if args.json else text)
     return 0
 

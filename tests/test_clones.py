@@ -1,0 +1,267 @@
+"""Clone tiers through the real tree-sitter grammars and a real SQLite index: type-1 and type-2
+keys, near copies by MinHash, no hint for unrelated or tiny functions, per-language thresholds
+from alpine.json, the generated-file cap, and migration of a version-1 index database."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from alpine_lsp.engine import similar
+from alpine_lsp.index import IndexEntry, IndexStore, Match
+from alpine_lsp.parsing import extract_functions
+from alpine_lsp.parsing.clones import MIN_TOKENS, clone_keys, estimate_jaccard, tokens
+
+FP = "fp"
+
+C_ORIG = """\
+static int parse_header(const char *buf, size_t len, struct header *out)
+{
+    size_t i = 0;
+    if (len < 4)
+        return -1;
+    out->version = buf[0];
+    out->flags = buf[1];
+    out->length = (buf[2] << 8) | buf[3];
+    for (i = 4; i < len && i < out->length; i++) {
+        out->payload[i - 4] = buf[i];
+    }
+    return 0;
+}
+"""
+# The same code, reformatted, with comments.
+C_TYPE1 = """\
+static int parse_header(const char *buf, size_t len, struct header *out) {
+    size_t i = 0;  /* index */
+    if (len < 4) return -1;   // too short
+    out->version = buf[0]; out->flags = buf[1];
+    out->length = (buf[2] << 8) | buf[3];
+    for (i = 4; i < len && i < out->length; i++) { out->payload[i - 4] = buf[i]; }
+    return 0;
+}
+"""
+# Renamed identifiers and changed literals.
+C_TYPE2 = """\
+static int read_record(const char *data, size_t n, struct record *rec)
+{
+    size_t k = 1;
+    if (n < 6)
+        return -2;
+    rec->kind = data[0];
+    rec->mode = data[1];
+    rec->size = (data[2] << 16) | data[3];
+    for (k = 6; k < n && k < rec->size; k++) {
+        rec->body[k - 6] = data[k];
+    }
+    return 1;
+}
+"""
+# A near copy: one statement added, one changed.
+C_TYPE3 = """\
+static int parse_header(const char *buf, size_t len, struct header *out)
+{
+    size_t i = 0;
+    if (buf == NULL || len < 4)
+        return -1;
+    out->version = buf[0];
+    out->flags = buf[1];
+    out->length = (buf[2] << 8) | buf[3];
+    out->checksum = 0;
+    for (i = 4; i < len && i < out->length; i++) {
+        out->payload[i - 4] = buf[i];
+    }
+    return 0;
+}
+"""
+C_UNRELATED = """\
+void list_free(struct node *head, void (*free_value)(void *))
+{
+    while (head != NULL) {
+        struct node *next = head->next;
+        if (free_value)
+            free_value(head->value);
+        free(head);
+        head = next;
+    }
+}
+"""
+C_TINY = "int get_x(struct p *p) { return p->x; }\n"
+
+
+def keys(code: str, language: str = "c"):
+    return clone_keys(code, language)
+
+
+def test_type1_ignores_layout_and_comments_and_type2_ignores_names_and_literals() -> None:
+    a, b, c = keys(C_ORIG), keys(C_TYPE1), keys(C_TYPE2)
+    assert a.n_tokens >= MIN_TOKENS
+    assert a.type1 == b.type1 and a.type2 == b.type2
+    assert a.type1 != c.type1 and a.type2 == c.type2
+    assert keys(C_TYPE3).type2 != a.type2 and keys(C_UNRELATED).type2 != a.type2
+
+
+def test_type1_in_java_and_python() -> None:
+    java = "public int add(int a, int b) {\n    // sum\n    return a + b * 2;\n}"
+    java_fmt = "public int add(int a,int b){return a+b*2;}"
+    assert keys(java, "java").type1 == keys(java_fmt, "java").type1
+    assert [t for t, _ in tokens(java, "java")][:3] == ["public", "int", "add"]  # no wrapper
+    head = "def f(self, xs):\n        t = 0\n        for x in xs:\n            t += x\n"
+    py = head.replace("        t = 0", "        # total\n        t = 0") + "        return t\n"
+    py_moved = head + "            return t\n"
+    # Python blocks have no brackets: the keys mark them, so moving `return` into the loop
+    # is a different function, while a comment is not.
+    assert keys(py, "python").type1 != keys(py_moved, "python").type1
+    assert keys(py, "python").type1 == keys(head + "        return t\n", "python").type1
+
+
+def test_near_copy_estimate_separates_near_copies_from_unrelated_code() -> None:
+    a, near, other = keys(C_ORIG), keys(C_TYPE3), keys(C_UNRELATED)
+    assert estimate_jaccard(a.signature, near.signature) >= 0.5
+    assert estimate_jaccard(a.signature, other.signature) < 0.2
+
+
+def entry(uri: str, code: str, vec, language: str = "c") -> IndexEntry:
+    f = extract_functions(code, language)[0]
+    return IndexEntry.from_function(uri, language, f, FP, np.asarray(vec, np.float32), keys(code))
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    s = IndexStore(tmp_path / "index.sqlite")
+    s.replace_file("file:///src/io.c", [entry("file:///src/io.c", C_ORIG, [1, 0, 0])])
+    s.replace_file("file:///b.c", [entry("file:///b.c", C_TYPE1, [0, 1, 0])])
+    s.replace_file("file:///c.c", [entry("file:///c.c", C_TYPE2, [0, 0, 1])])
+    s.replace_file("file:///d.c", [entry("file:///d.c", C_TYPE3, [1, 1, 0])])
+    s.replace_file("file:///e.c", [entry("file:///e.c", C_UNRELATED, [1, 0, 1])])
+    s.replace_file("file:///t.c", [entry("file:///t.c", C_TINY, [1, 0, 0])])
+    s.replace_file("file:///u.c", [entry("file:///u.c", C_TINY, [1, 0, 0])])
+    yield s
+    s.close()
+
+
+def hints(store: IndexStore, uri: str, code: str, vec, limits, k: int = 3) -> list[Match]:
+    f = extract_functions(code, "c")[0]
+    e = np.asarray(vec, np.float32)
+    return similar.find(store, uri, "c", [f], [keys(code)], [e], FP, limits, k)[0]
+
+
+def test_tiers_through_sqlite(store: IndexStore) -> None:
+    limits = similar.Thresholds(near=0.5, cosine=None)
+    got = hints(store, "file:///src/io.c", C_ORIG, [1, 0, 0], limits)
+    assert [(m.uri, m.kind) for m in got] == [
+        ("file:///b.c", "identical"),
+        ("file:///c.c", "renamed"),
+        ("file:///d.c", "near"),
+    ]
+    assert similar.describe(got[0], "b.c:1") == "copy of parse_header in b.c:1 (identical)"
+    assert similar.describe(got[1], "c.c:1") == "copy of read_record in c.c:1 (renamed identifiers)"
+    assert got[2].score >= 0.5
+    assert similar.lens_title(got) == "2 copies, 1 near copy"
+    # At most maxResults, strongest tier first.
+    assert [m.kind for m in hints(store, "file:///src/io.c", C_ORIG, [1, 0, 0], limits, 1)] == [
+        "identical"
+    ]
+
+
+def test_no_hint_for_unrelated_or_tiny_functions(store: IndexStore) -> None:
+    limits = similar.Thresholds(near=0.5, cosine=0.9)
+    assert hints(store, "file:///e.c", C_UNRELATED, [0, 1, 1], limits) == []
+    # t.c and u.c hold the same tiny function with the same vector: still no hint either way.
+    assert hints(store, "file:///t.c", C_TINY, [1, 0, 0], limits) == []
+    got = hints(store, "file:///x.c", C_ORIG, [1, 0, 0], similar.Thresholds(0.5, 0.99))
+    assert "file:///t.c" not in {m.uri for m in got}
+
+
+def test_semantic_tier_uses_the_cosine_threshold(store: IndexStore) -> None:
+    code = C_UNRELATED.replace("list_free", "queue_free")  # a renamed copy of e.c
+    got = hints(store, "file:///q.c", code, [1, 0, 0.99], similar.Thresholds(0.99, 0.99))
+    assert (got[0].uri, got[0].kind) == ("file:///e.c", "renamed")
+    other = C_UNRELATED.replace("free(head);", "release(head, 1);\n        count++;")
+    got = hints(store, "file:///q.c", other, [1, 0, 0.99], similar.Thresholds(0.99, 0.99))
+    assert [m.kind for m in got] == ["semantic"] and got[0].uri == "file:///e.c"
+    assert similar.describe(got[0], "e.c:1").startswith("similar to list_free in e.c:1 (cosine ")
+
+
+def test_score_text_has_three_digits_and_never_rounds_up() -> None:
+    m = Match("u", "f", 0, 0, 1, 0, score=0.99963, kind="semantic")
+    assert similar.score_text(m) == "0.999"
+    assert similar.score_text(Match("u", "f", 0, 0, 1, 0, score=1.0, kind="near")) == "1.000"
+
+
+def test_generated_file_is_capped_with_a_log_line(caplog) -> None:
+    ks = [keys(C_ORIG)] * 50 + [keys(C_UNRELATED)]
+    with caplog.at_level(logging.INFO):
+        keep = similar.capped("file:///gen.c", ks)
+    assert sum(keep) == similar.MAX_SAME_KEY + 1 and keep[-1]
+    assert "generated file" in caplog.text
+
+
+def test_per_language_thresholds_from_alpine_json(tmp_path: Path) -> None:
+    from alpine_lsp.model import load_model
+    from alpine_lsp.model.tiny import create_tiny_model
+
+    d = create_tiny_model(tmp_path / "m", similarity_threshold=0.5)
+    meta = json.loads((d / "alpine.json").read_text())
+    meta["similarity_thresholds"] = {
+        "c": {"near": 0.61, "cosine": 0.97},
+        "java": {"near": 0.72, "cosine": 0.995},
+    }
+    (d / "alpine.json").write_text(json.dumps(meta))
+    model = load_model(d, device="cpu")
+    assert similar.thresholds(model, "c") == similar.Thresholds(0.61, 0.97)
+    assert similar.thresholds(model, "java") == similar.Thresholds(0.72, 0.995)
+    assert similar.thresholds(model, "java", cosine_override=0.9).cosine == 0.9  # the setting
+    fallback = similar.thresholds(model, "go")  # uncalibrated: above every calibrated one
+    assert fallback.near >= 0.8 and fallback.cosine >= 0.999
+    meta["similarity_thresholds"] = {"c": {"near": 3}}
+    (d / "alpine.json").write_text(json.dumps(meta))
+    from alpine_lsp.model import ModelLoadError
+
+    with pytest.raises(ModelLoadError, match="out of range"):
+        load_model(d, device="cpu")
+
+
+V1_SCHEMA = (
+    """CREATE TABLE functions (uri TEXT NOT NULL, name TEXT NOT NULL,
+        start_line INTEGER NOT NULL, start_col INTEGER NOT NULL, end_line INTEGER NOT NULL,
+        end_col INTEGER NOT NULL, name_start_line INTEGER NOT NULL,
+        name_start_col INTEGER NOT NULL, name_end_line INTEGER NOT NULL,
+        name_end_col INTEGER NOT NULL, language TEXT NOT NULL, hash TEXT NOT NULL,
+        fingerprint TEXT NOT NULL)""",
+    "CREATE INDEX functions_uri ON functions(uri)",
+    "CREATE INDEX functions_key ON functions(fingerprint, hash)",
+    """CREATE TABLE vectors (fingerprint TEXT NOT NULL, hash TEXT NOT NULL, dim INTEGER NOT NULL,
+        embedding BLOB NOT NULL, used REAL NOT NULL, UNIQUE (fingerprint, hash))""",
+    "CREATE INDEX vectors_used ON vectors(used)",
+)
+
+
+def test_version_1_index_is_migrated_keeping_embeddings(tmp_path: Path, caplog) -> None:
+    import time
+
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    for stmt in V1_SCHEMA:
+        db.execute(stmt)
+    vec = np.array([1, 0, 0], np.float32).tobytes()
+    db.execute("INSERT INTO vectors VALUES (?, ?, 3, ?, ?)", (FP, "h1", vec, time.time()))
+    db.execute(
+        "INSERT INTO functions VALUES ('file:///a.c', 'f', 0, 0, 3, 0, 0, 4, 0, 5, 'c', 'h1', ?)",
+        (FP,),
+    )
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    with caplog.at_level(logging.INFO), IndexStore(path) as s:
+        assert "migrated" in caplog.text
+        assert s.cached_embeddings(FP, ["h1"]).keys() == {"h1"}  # nothing to re-embed
+        assert s.files() == {}  # locations forgotten: the walk re-reads files for their keys
+        s.replace_file("file:///src/io.c", [entry("file:///src/io.c", C_ORIG, [1, 0, 0])])
+        got = s.exact(keys(C_TYPE1), "c", 3)
+        assert [(m.name, m.kind) for m in got] == [("parse_header", "identical")]
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 2
