@@ -21,8 +21,8 @@ ALLOWED: dict[str, set[str]] = {
     "server": {"", "engine", "parsing", "history"},
     "history": {"engine", "index", "model", "parsing"},
     "evalkit": {"pruning"},
-    "train": {"evalkit", "model", "pruning", "parsing"},
-    "bench": {"evalkit", "model", "pruning", "parsing", "index"},
+    "train": {"evalkit", "model", "pruning", "parsing", "index"},
+    "bench": {"evalkit", "model", "pruning", "parsing", "index", "engine"},
     "cli": {
         "",
         "engine",

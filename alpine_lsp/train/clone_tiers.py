@@ -307,7 +307,7 @@ def load_pools(args) -> dict[str, dict]:
 
 
 def run(args, model) -> dict:
-    from .data import load_bcb
+    from ..evalkit.data import load_bcb
 
     cache = EmbeddingCache(model, args.embeddings_cache)
     res: dict = {"budget_per_1000": args.budget, "min_tokens": MIN_TOKENS, "languages": {}}
