@@ -22,6 +22,7 @@ from .. import __version__
 from ..engine.engine import DocumentResult, Engine
 from ..engine.memory import tune_allocator
 from ..engine.settings import Settings
+from .framing import serve_stdio, serve_tcp
 
 log = logging.getLogger("alpine_lsp")
 UINTEGER_MAX = 2**31 - 1
@@ -155,11 +156,11 @@ def run(
     signal.signal(signal.SIGTERM, terminate)
     code = 1
     try:
-        if tcp:
-            server.start_tcp(*tcp)
-        else:
-            server.start_io()
-        code = server.exit_code
+        # Our framing layer, not pygls's start_io/start_tcp: see framing.py for why.
+        code = serve_tcp(server, *tcp) if tcp else serve_stdio(server)
+    except ValueError as e:  # a --tcp host that is not loopback
+        log.error("%s", e)
+        code = 2
     except Exception:
         log.exception("server stopped by an error")
     finally:
