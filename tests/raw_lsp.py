@@ -47,6 +47,7 @@ class RawClient:
             cwd=ROOT,
         )
         self.messages: queue.Queue = queue.Queue()
+        self.replies: dict[Any, dict] = {}  # responses read while waiting for another one
         self.other: list[dict] = []  # notifications and server requests seen while waiting
         self._ids = iter(range(10_000, 10**9))
         threading.Thread(target=self._read, daemon=True).start()
@@ -90,6 +91,8 @@ class RawClient:
     def wait(self, msg_id: Any, timeout: float = 20.0) -> dict | None:
         """The response with this id, or None when none came in time. Server-to-client
         requests (configuration, progress) are answered with null so nothing stalls."""
+        if msg_id in self.replies:
+            return self.replies.pop(msg_id)
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             try:
@@ -102,7 +105,10 @@ class RawClient:
                 self.send({"jsonrpc": "2.0", "id": m["id"], "result": None})
             if "method" not in m and m.get("id") == msg_id:
                 return m
-            self.other.append(m)
+            if "method" not in m:
+                self.replies[m.get("id")] = m
+            else:
+                self.other.append(m)
         return None
 
     def call(self, method: str, params: Any = None, timeout: float = 20.0) -> dict | None:

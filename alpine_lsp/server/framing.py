@@ -104,11 +104,11 @@ class FrameParser:
             self._consume(m.end())  # m reads from buf: take what it matched first
             if not _DIGITS.fullmatch(value):
                 self._fault(f"Content-Length {value[:40]!r} is not a length")
-                return True
+                return self._rescan(header)
             n = int(value)
             if n > self.max_body:
                 self._fault(f"Content-Length {n} is above the {self.max_body}-byte limit, refused")
-                return True
+                return self._rescan(header)
             if not header.startswith(b"Content-Length: ") or not header.endswith(b"\r\n"):
                 self._lenient(header)
             self._length, self._state = n, "headers"
@@ -182,6 +182,12 @@ class FrameParser:
             self._state = "seek"
             return True
         return False
+
+    def _rescan(self, header: bytes) -> bool:
+        """Put back all but the first byte of a refused header line: a valid header may start
+        inside it (`Content-Length: 1Content-Length: 52`)."""
+        self.buf[:0] = header[1:]
+        return True
 
     def _good(self, value: Any, out: list[Any]) -> None:
         self._junk = 0
