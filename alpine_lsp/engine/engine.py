@@ -18,12 +18,18 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..index import IndexEntry, IndexStore, Match, index_db_path, iter_source_files
-from ..index.paths import cache_dir
+from ..index import (
+    IndexEntry,
+    IndexStore,
+    Match,
+    index_db_path,
+    iter_source_files,
+    read_source_file,
+)
 from ..model.score import FunctionScore
 from ..parsing import Function, ParsedDocument, extract_functions, file_ignored, language_for
 from ..parsing.text import LineIndex, encode
-from .cache import ScoreCache
+from .cache import ScoreCache, default_cache_path, usable_cache_dir
 from .memory import release_memory
 from .models import ModelHolder
 from .positions import clamp_position, lsp_lines
@@ -136,7 +142,7 @@ class Engine:
         self.stats = Stats()
         self.holder = ModelHolder()
         if cache_path is True:
-            cache_path = cache_dir() / "scores.sqlite"
+            cache_path = default_cache_path()  # None (in memory) without a usable directory
         self.cache = ScoreCache(cache_path or None)
         self.scorer = Scorer(self.holder, self.cache, self.stats)
         self.docs: dict[str, DocumentState] = {}
@@ -154,7 +160,9 @@ class Engine:
     def start(self, root: Path | None) -> None:
         self.root = root
         try:
-            self.index = IndexStore(index_db_path(root or Path.cwd()))
+            # No usable cache directory: default_cache_path() has warned once; no index.
+            usable = usable_cache_dir() is not None
+            self.index = IndexStore(index_db_path(root or Path.cwd())) if usable else None
         except Exception:  # the index is optional: hints go, defect scoring stays
             log.exception("similar-code index unavailable")
             self.index = None
@@ -405,9 +413,26 @@ class Engine:
         if not self.holder.ready.wait(timeout=600) or self.holder.model is None:
             return
         self.index_state = "running"
+        try:
+            self._index_all(cancel, progress, done)
+        except Exception:  # the state must not stay "running" with nothing being indexed
+            log.exception("workspace indexing stopped by an error")
+            self.stats.add("errors")
+            self.index_state = "done"
+
+    def _unreadable(self, directory: str, e: OSError) -> None:
+        if not self.stats.counters.get("dirs_unreadable"):
+            log.warning("cannot read %s (%s); skipped (counted in dirs_unreadable)", directory, e)
+        self.stats.add("dirs_unreadable")
+
+    def _index_all(self, cancel: threading.Event, progress, done) -> None:
+        assert self.root is not None and self.index is not None and self.holder.model
         model = self.holder.model
+        settings = self.settings
         files = list(
-            iter_source_files(self.root, self.settings.max_file_size, self.settings.languages)
+            iter_source_files(
+                self.root, settings.max_file_size, settings.languages, self._unreadable
+            )
         )
         known = self.index.files(model.fingerprint)
         self.index.preload(model.fingerprint, model.embedding_dim)
@@ -441,9 +466,10 @@ class Engine:
         model = self.holder.model
         if model is None:
             return 0
-        try:
-            data = path.read_bytes()
-        except OSError:
+        try:  # regular, inside the workspace, under the limit: checked on the descriptor
+            data = read_source_file(path, self.settings.max_file_size, self.root)
+        except OSError as e:
+            log.debug("not indexed: %s", e)
             self.index.remove_file(uri)
             return 0
         if b"\x00" in data[:8192] or len(data) > self.settings.max_file_size:
