@@ -200,3 +200,118 @@ def test_server_starts_without_a_usable_cache_dir(tmp_path, how):
     log = (tmp_path / "s.log").read_text()
     assert log.count("cache directory unusable") == 1, log
     assert "Traceback" not in log
+
+
+# -- hostile model directories ----------------------------------------------------------------
+def hostile_copies(tiny: Path, base: Path) -> dict[str, tuple[Path, str]]:
+    """Model directories a workspace could point at: (path, words of the refusal)."""
+    import json
+    import shutil
+
+    from alpine_lsp.model.files import BUNDLED_DIR
+
+    out = {}
+
+    def copy(name: str) -> Path:
+        d = base / name
+        shutil.copytree(tiny, d)
+        return d
+
+    d = copy("huge-config")
+    cfg = json.loads((d / "config.json").read_text())
+    cfg.update(num_hidden_layers=48, hidden_size=4096, intermediate_size=16384, vocab_size=10**6)
+    (d / "config.json").write_text(json.dumps(cfg))
+    out["huge config"] = (d, "parameters")
+    d = copy("bad-sizes")
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["max_position_embeddings"] = 10**9
+    (d / "config.json").write_text(json.dumps(cfg))
+    out["size out of bounds"] = (d, "max_position_embeddings must be an integer")
+    d = copy("lexical-redos")
+    lex = json.loads((BUNDLED_DIR / "lexical.json").read_text())
+    lex["token_pattern"] = r"(\w+\s?)+$"
+    (d / "lexical.json").write_text(json.dumps(lex))
+    shutil.copy(BUNDLED_DIR / "lexical.safetensors", d / "lexical.safetensors")
+    meta = json.loads((d / "alpine.json").read_text())
+    meta["fusion"] = {"encoder": 1.0, "lexical": 1.0, "bias": 0.0}
+    (d / "alpine.json").write_text(json.dumps(meta))
+    out["lexical regex"] = (d, "token_pattern: regex")
+    d = copy("tokenizer-redos")
+    tok = json.loads((d / "tokenizer.json").read_text())
+    tok["pre_tokenizer"] = {
+        "type": "Split",
+        "pattern": {"Regex": "(a|aa)+$"},
+        "behavior": "Isolated",
+        "invert": False,
+    }
+    (d / "tokenizer.json").write_text(json.dumps(tok))
+    out["tokenizer regex"] = (d, "refused")
+    return out
+
+
+def test_hostile_model_directories_are_refused_before_building(tiny_model_dir, tmp_path):
+    import resource
+
+    from alpine_lsp.model import ModelLoadError, load_model
+
+    load_model(tiny_model_dir)  # the tiny model itself passes the checks
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for name, (path, words) in hostile_copies(tiny_model_dir, tmp_path).items():
+        t0 = time.monotonic()
+        with pytest.raises(ModelLoadError, match=words):
+            load_model(path)
+        assert time.monotonic() - t0 < 5, name
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 200, f"refusing hostile models grew the peak RSS by {grown_mb:.0f} MB"
+
+
+def test_bundled_model_regexes_pass():
+    import json
+
+    from alpine_lsp.model.bounds import check_lexical, check_regex, check_tokenizer
+    from alpine_lsp.model.files import BUNDLED_DIR
+
+    check_lexical(BUNDLED_DIR / "lexical.json")
+    check_tokenizer(BUNDLED_DIR / "tokenizer.json")
+    check_regex(json.loads((BUNDLED_DIR / "lexical.json").read_text())["token_pattern"], "x")
+    for bad in [r"(a+)+b", r"(a|aa)*c", r"\d+\d+x", r"(\w)\1", r"(?=a)b", r"(ab)*"]:
+        with pytest.raises(Exception, match="refused"):
+            check_regex(bad, "t")
+
+
+def test_workspace_model_setting_needs_user_consent(tmp_path):
+    """A `model` from workspace configuration is refused unless initializationOptions allow
+    it; stats keep answering while a model loads or fails."""
+    other = tmp_path / "workspace-model"
+    ws = str(other)
+    c = RawClient(tmp_path / "cache", tmp_path / "s.log")
+    try:
+        c.initialize(tmp_path, {"model": str(tmp_path / "user-model")})
+        c.notify("workspace/didChangeConfiguration", {"settings": {"alpine": {"model": ws}}})
+
+        def refused() -> bool:
+            c.stats()
+            shown = [m for m in c.other if m.get("method") == "window/showMessage"]
+            return any("from workspace settings ignored" in m["params"]["message"] for m in shown)
+
+        assert any(refused() for _ in range(50))
+        assert c.stats()["model"]["state"] == "idle"  # nothing was loaded for the workspace
+    finally:
+        c.close()
+    c = RawClient(tmp_path / "cache2", tmp_path / "s2.log")
+    try:
+        c.initialize(tmp_path, {"allowWorkspaceModel": True})
+        c.notify("workspace/didChangeConfiguration", {"settings": {"alpine": {"model": ws}}})
+        worst = 0.0
+        for _ in range(600):
+            t0 = time.monotonic()
+            s = c.stats(timeout=30)
+            worst = max(worst, time.monotonic() - t0)
+            if s["model"]["state"] == "failed":
+                break
+            time.sleep(0.1)
+        assert s["model"]["state"] == "failed" and str(other) in s["model"]["error"]
+        print(f"slowest alpine/stats reply while the model loaded and failed: {worst:.3f} s")
+        assert worst < 5  # 1 s on an idle machine; this one is shared
+    finally:
+        c.close()

@@ -757,7 +757,7 @@ async def test_bad_model_directories_fail_clearly(tiny_model_dir, tmp_path):
     a_file = tmp_path / "weights.bin"
     a_file.write_bytes(b"\x00" * 64)
     missing = tmp_path / "nowhere"
-    init = lsp_settings(missing)
+    init = lsp_settings(missing, allowWorkspaceModel=True)  # the cases below come as config
     client = await launch(root, tmp_path / "cache", tmp_path / "m.log", init)
     try:
         s = await model_ready(client)

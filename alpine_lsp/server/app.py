@@ -81,6 +81,8 @@ class AlpineServer(LanguageServer):
         self.waiters: dict[str, list[tuple[int | None, asyncio.Future]]] = {}
         self.shut_down = False
         self.exit_code = 0  # stdin closing without `exit` (the client vanished) is not an error
+        self.user_model: str | None = None  # alpine.model from initializationOptions
+        self.allow_workspace_model = False
 
     # Called on the worker thread: hop to the event loop before touching the connection.
     def _on_result(self, result: DocumentResult) -> None:
