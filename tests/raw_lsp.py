@@ -140,3 +140,37 @@ class RawClient:
                 self.proc.kill()
                 return self.proc.wait(10)
         return self.proc.returncode
+
+
+class FrameReaderForTests:
+    """Replies read from a socket (the TCP tests)."""
+
+    def __init__(self, sock) -> None:
+        self.sock = sock
+        self.buf = b""
+
+    def _message(self) -> dict:
+        while b"\r\n\r\n" not in self.buf:
+            self._more()
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        length = next(
+            int(line.split(b":", 1)[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )
+        while len(self.buf) < length:
+            self._more()
+        body, self.buf = self.buf[:length], self.buf[length:]
+        return json.loads(body)
+
+    def _more(self) -> None:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed")
+        self.buf += chunk
+
+    def reply(self, msg_id: Any) -> dict:
+        while True:
+            m = self._message()
+            if "method" not in m and m.get("id") == msg_id:
+                return m
