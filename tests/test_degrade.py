@@ -315,3 +315,45 @@ def test_workspace_model_setting_needs_user_consent(tmp_path):
         assert worst < 5  # 1 s on an idle machine; this one is shared
     finally:
         c.close()
+
+
+# -- per-edit cost on minified and huge files ---------------------------------------------------
+def _minified(n: int) -> str:
+    return "".join(f"function f{i}(a){{return a+{i}/*\U0001f600*/;}}" for i in range(n))
+
+
+def test_extraction_on_one_long_line_is_not_quadratic():
+    """Was cubic (an ignore-comment regex rescanning the line from every `/*`) and quadratic
+    (each byte->char conversion decoding the line from its start): 300 functions took >25 s."""
+    from alpine_lsp.parsing import extract_functions
+
+    def best(n: int) -> float:
+        text, ts = _minified(n), []
+        for _ in range(2):
+            t0 = time.perf_counter()
+            assert len(extract_functions(text, "javascript")) == n
+            ts.append(time.perf_counter() - t0)
+        return min(ts)
+
+    small, big = best(500), best(4000)
+    assert big < 30 * small + 0.5, (small, big)  # linear: ~8x; quadratic: ~64x
+
+
+def test_minified_file_is_skipped_by_budget_and_edits_stay_exact():
+    from alpine_lsp.engine.engine import BUDGET, Engine
+    from alpine_lsp.engine.settings import Settings
+
+    e = Engine(Settings(debounce_ms=10), cache_path=False)
+    try:
+        text = _minified(25_000)  # ~1 MB on one line, under maxFileSize
+        uri = "file:///tmp/min.js"
+        e.open(uri, text, "javascript", 1)
+        state = e.docs[uri]
+        assert state.skipped and state.skipped.startswith(BUDGET)
+        e.change(uri, 2, [((0, 10, 0, 12), "XY")], encoding="utf-16")
+        e.change(uri, 3, [((0, 10**6, 0, 10**6), "\n")], encoding="utf-8")
+        expected = text[:10] + "XY" + text[12:]
+        cut = len(expected.encode("utf-8")[: 10**6].decode("utf-8", "ignore"))
+        assert state.raw == expected[:cut] + "\n" + expected[cut:]
+    finally:
+        e.stop()

@@ -28,11 +28,10 @@ from ..index import (
 )
 from ..model.score import FunctionScore
 from ..parsing import Function, ParsedDocument, extract_functions, file_ignored, language_for
-from ..parsing.text import LineIndex, encode
 from .cache import ScoreCache, default_cache_path, usable_cache_dir
 from .memory import release_memory
 from .models import ModelHolder
-from .positions import clamp_position, lsp_lines
+from .positions import clamp_position, lsp_lines, to_codepoint
 from .scheduler import Debouncer
 from .settings import Settings
 from .stats import Stats
@@ -76,6 +75,11 @@ class DocumentState:
     raw: str | None = None  # the text while it is not parsed (skipped), so edits still apply
 
 
+_EOL = re.compile(r"\r\n|\r|\n")  # LSP's line breaks
+MAX_LINE_CHARS = 20_000
+BUDGET = "budget: "  # skip reasons that are per-document budgets get an Information diagnostic
+
+
 def skip_reason(text: str, settings: Settings, language: str | None) -> str | None:
     if language is None:
         return "no grammar for this language"
@@ -87,6 +91,9 @@ def skip_reason(text: str, settings: Settings, language: str | None) -> str | No
         return f"file larger than alpine.maxFileSize ({settings.max_file_size} bytes)"
     if "\x00" in text[:8192]:
         return "binary file (NUL bytes)"
+    # Budget: minified or generated code, where per-edit work grows with the line.
+    if n > MAX_LINE_CHARS and max(map(len, text.split("\n"))) > MAX_LINE_CHARS:
+        return f"{BUDGET}a line longer than {MAX_LINE_CHARS} characters (minified code?)"
     return None
 
 
@@ -522,13 +529,45 @@ def index_uri(uri: str) -> str:
 
 
 def _splice(text: str, rng: tuple[int, int, int, int], new: str, encoding: str) -> str:
-    """Apply one range edit to plain text, clamped like ParsedDocument.apply_change."""
-    lines = lsp_lines(text)
-    index = LineIndex(text, encode(text))
-    a = index.offset(*clamp_position(lines, rng[0], rng[1], encoding))
-    b = index.offset(*clamp_position(lines, rng[2], rng[3], encoding))
+    """Apply one range edit to plain text, clamped like ParsedDocument.apply_change. Only the
+    lines up to the edit are looked at (a skipped 50 MB file cost seconds a keystroke when
+    the whole text was split and indexed)."""
+    a = _raw_offset(text, rng[0], rng[1], encoding)
+    b = _raw_offset(text, rng[2], rng[3], encoding)
     a, b = min(a, b), max(a, b)
     return text[:a] + new + text[b:]
+
+
+def _line_start(text: str, line: int) -> int | None:
+    """Offset where line `line` (> 0) starts, None past the end; C-speed scans only."""
+    if "\r" in text:
+        # Atomic and possessive: a \r\n is one break, never split into two by backtracking.
+        count = str(min(line, 2**31 - 1))
+        m = re.compile(r"(?:[^\r\n]*+(?>\r\n|\r|\n)){" + count + "}").match(text)
+        return m.end() if m else None
+    pos, left, n = 0, line, len(text)
+    while True:  # count newlines a chunk at a time, then find the last few one by one
+        end = min(pos + 65536, n)
+        seen = text.count("\n", pos, end)
+        if seen >= left:
+            for _ in range(left):
+                pos = text.index("\n", pos) + 1
+            return pos
+        if end == n:
+            return None
+        left -= seen
+        pos = end
+
+
+def _raw_offset(text: str, line: int, character: int, encoding: str) -> int:
+    if line < 0:
+        return 0
+    start = _line_start(text, line) if line else 0
+    if start is None:
+        return len(text)  # past the last line: its end
+    m = _EOL.search(text, start)
+    end = m.start() if m else len(text)
+    return start + to_codepoint(text[start:end], max(0, character), encoding)
 
 
 def _entry(uri: str, language: str, f: Function, s: FunctionScore, fingerprint: str) -> IndexEntry:
