@@ -31,7 +31,8 @@ from ..parsing import Function, ParsedDocument, extract_functions, file_ignored,
 from .cache import ScoreCache, default_cache_path, usable_cache_dir
 from .memory import release_memory
 from .models import ModelHolder
-from .positions import clamp_position, lsp_lines, to_codepoint
+from .positions import clamp_position, lsp_lines
+from .rawtext import splice as _splice
 from .scheduler import Debouncer
 from .settings import Settings
 from .stats import Stats
@@ -75,7 +76,6 @@ class DocumentState:
     raw: str | None = None  # the text while it is not parsed (skipped), so edits still apply
 
 
-_EOL = re.compile(r"\r\n|\r|\n")  # LSP's line breaks
 MAX_LINE_CHARS = 20_000
 BUDGET = "budget: "  # skip reasons that are per-document budgets get an Information diagnostic
 
@@ -526,48 +526,6 @@ def index_uri(uri: str) -> str:
         return Path(unquote(urlparse(uri).path)).resolve().as_uri()
     except (OSError, ValueError):
         return uri
-
-
-def _splice(text: str, rng: tuple[int, int, int, int], new: str, encoding: str) -> str:
-    """Apply one range edit to plain text, clamped like ParsedDocument.apply_change. Only the
-    lines up to the edit are looked at (a skipped 50 MB file cost seconds a keystroke when
-    the whole text was split and indexed)."""
-    a = _raw_offset(text, rng[0], rng[1], encoding)
-    b = _raw_offset(text, rng[2], rng[3], encoding)
-    a, b = min(a, b), max(a, b)
-    return text[:a] + new + text[b:]
-
-
-def _line_start(text: str, line: int) -> int | None:
-    """Offset where line `line` (> 0) starts, None past the end; C-speed scans only."""
-    if "\r" in text:
-        # Atomic and possessive: a \r\n is one break, never split into two by backtracking.
-        count = str(min(line, 2**31 - 1))
-        m = re.compile(r"(?:[^\r\n]*+(?>\r\n|\r|\n)){" + count + "}").match(text)
-        return m.end() if m else None
-    pos, left, n = 0, line, len(text)
-    while True:  # count newlines a chunk at a time, then find the last few one by one
-        end = min(pos + 65536, n)
-        seen = text.count("\n", pos, end)
-        if seen >= left:
-            for _ in range(left):
-                pos = text.index("\n", pos) + 1
-            return pos
-        if end == n:
-            return None
-        left -= seen
-        pos = end
-
-
-def _raw_offset(text: str, line: int, character: int, encoding: str) -> int:
-    if line < 0:
-        return 0
-    start = _line_start(text, line) if line else 0
-    if start is None:
-        return len(text)  # past the last line: its end
-    m = _EOL.search(text, start)
-    end = m.start() if m else len(text)
-    return start + to_codepoint(text[start:end], max(0, character), encoding)
 
 
 def _entry(uri: str, language: str, f: Function, s: FunctionScore, fingerprint: str) -> IndexEntry:
