@@ -76,7 +76,7 @@ class DocumentState:
     raw: str | None = None  # the text while it is not parsed (skipped), so edits still apply
 
 
-MAX_LINE_CHARS = 20_000
+MAX_LINE_CHARS = 100_000  # a 45K-character bundle line is still analysed
 BUDGET = "budget: "  # skip reasons that are per-document budgets get an Information diagnostic
 
 
