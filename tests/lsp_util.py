@@ -100,7 +100,7 @@ async def wait_for(predicate, timeout: float = 60.0, interval: float = 0.05):
         await asyncio.sleep(interval)
 
 
-async def model_ready(client: LanguageClient, timeout: float = 60.0) -> dict:
+async def model_ready(client: LanguageClient, timeout: float = 180.0) -> dict:
     async def ready():
         s = await stats(client)
         return s if s["model"]["state"] in ("ready", "failed") else None

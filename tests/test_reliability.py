@@ -757,7 +757,7 @@ async def test_bad_model_directories_fail_clearly(tiny_model_dir, tmp_path):
     a_file = tmp_path / "weights.bin"
     a_file.write_bytes(b"\x00" * 64)
     missing = tmp_path / "nowhere"
-    init = lsp_settings(missing)
+    init = lsp_settings(missing, allowWorkspaceModel=True)  # the cases below come as config
     client = await launch(root, tmp_path / "cache", tmp_path / "m.log", init)
     try:
         s = await model_ready(client)
@@ -1053,6 +1053,43 @@ def test_engine_score_cache_recovers_from_garbage(tmp_path):
         assert sc._db is not None  # rebuilt, not merely disabled
     finally:
         sc.close()
+
+
+@mod
+async def test_watched_fifos_and_dev_zero_never_block_or_read(u16):
+    """Watched-file events for FIFOs named *.c and a zero.c -> /dev/zero symlink: refused on
+    the opened descriptor (nothing blocks, nothing is read), the server answers at once."""
+    await model_ready(u16.client)
+    names = []
+    for i in range(12):
+        fifo = u16.root / f"pipe{i}.c"
+        os.mkfifo(fifo)
+        names.append(fifo)
+    zero = u16.root / "zero.c"
+    zero.symlink_to("/dev/zero")
+    names.append(zero)
+    u16.client.workspace_did_change_watched_files(
+        types.DidChangeWatchedFilesParams(
+            changes=[
+                types.FileEvent(uri=p.as_uri(), type=types.FileChangeType.Created) for p in names
+            ]
+        )
+    )
+    for _ in range(5):
+        t0 = time.monotonic()
+        await alive(u16)
+        assert time.monotonic() - t0 < 5
+        await asyncio.sleep(0.2)
+    rss_kb = int(
+        next(
+            line.split()[1]
+            for line in Path(f"/proc/{u16.proc.pid}/status").read_text().splitlines()
+            if line.startswith("VmRSS:")
+        )
+    )
+    assert rss_kb < 1_500_000, f"server RSS {rss_kb} kB after the /dev/zero event"
+    for p in names:
+        p.unlink()
 
 
 # -- the client going away (these take the shared servers down: keep them last) -------------

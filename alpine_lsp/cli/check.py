@@ -94,6 +94,10 @@ def _is_binary(data: bytes) -> bool:
     return b"\x00" in data[:BINARY_PROBE]
 
 
+def _collect(into: list[str]):
+    return lambda directory, _error: into.append(directory)
+
+
 def _files(paths: list[str], max_size: int) -> tuple[list[Path], list[str], list[str]]:
     """(files to check, notes about skipped files, paths that do not exist)."""
     from ..index import iter_source_files
@@ -106,7 +110,14 @@ def _files(paths: list[str], max_size: int) -> tuple[list[Path], list[str], list
         if p.is_dir():
             # Depth first in name order; reported as found under the path given ("src/x.c").
             top = p.expanduser().resolve()
-            files += [p / f.relative_to(top) for f in iter_source_files(top, max_size)]
+            unreadable: list[str] = []
+            found = list(iter_source_files(top, max_size, on_unreadable=_collect(unreadable)))
+            files += [p / f.relative_to(top) for f in found]
+            if unreadable:
+                notes.append(
+                    f"warning: {len(unreadable)} directories under {p} could not be read and "
+                    f"were skipped (first: {unreadable[0]})"
+                )
         elif p.is_file():
             if language_for(p.name) is None:
                 notes.append(f"{p}: skipped: no grammar for this file type")
@@ -164,13 +175,12 @@ class _Progress:
 
 
 def run_check(args: argparse.Namespace) -> tuple[dict, int]:
-    from ..engine.cache import ScoreCache
+    from ..engine.cache import ScoreCache, default_cache_path
     from ..engine.engine import Scorer
     from ..engine.models import ModelHolder
     from ..engine.similar import KeyCache, capped, describe, find, thresholds
     from ..engine.stats import Stats
-    from ..index import IndexEntry, IndexStore
-    from ..index.paths import cache_dir
+    from ..index import IndexEntry, IndexStore, NotReadable, read_source_file
     from ..parsing import extract_functions, file_ignored, language_for
 
     files, notes, missing = _files(args.paths, args.max_file_size)
@@ -193,7 +203,7 @@ def run_check(args: argparse.Namespace) -> tuple[dict, int]:
     holder = ModelHolder()
     holder.model, holder.state = model, "ready"
     stats = Stats()
-    cache = ScoreCache(None if args.no_cache else cache_dir() / "scores.sqlite")
+    cache = ScoreCache(None if args.no_cache else default_cache_path())
     scorer = Scorer(holder, cache, stats)
     threshold = model.threshold if args.threshold is None else args.threshold
     sim_threshold = (
@@ -210,11 +220,15 @@ def run_check(args: argparse.Namespace) -> tuple[dict, int]:
 
     progress = _Progress(len(files))
     per_file = []
-    skipped = len(notes)
+    skipped = sum(not n.startswith("warning:") for n in notes)
     try:
         for i, path in enumerate(files):
-            try:
-                data = path.read_bytes()
+            try:  # regular and under the limit, checked on the opened descriptor
+                data = read_source_file(path, args.max_file_size)
+            except NotReadable as e:
+                _say(f"skipped: {e}")
+                skipped += 1
+                continue
             except OSError as e:
                 _say(f"{path}: skipped: {e.strerror or e}")
                 skipped += 1

@@ -21,6 +21,7 @@ COMMANDS: dict[tuple[str, ...], str] = {
     ("bench", "lsp"): "alpine_lsp.bench.lsp",
     ("bench", "index"): "alpine_lsp.bench.index",
     ("bench", "soak"): "alpine_lsp.bench.soak",
+    ("bench", "edits"): "alpine_lsp.bench.edits",
     ("bench", "all"): "alpine_lsp.bench.all",
 }
 
@@ -31,7 +32,7 @@ USAGE = """usage: alpine-lsp [--stdio | --tcp HOST:PORT] [--log-file F] [-v]
        alpine-lsp train defect --data DIR --out DIR [...]
        alpine-lsp train lexical --model DIR --data DIR [--out DIR]
        alpine-lsp eval defect|clone --model DIR --data DIR [--json]
-       alpine-lsp bench pruning|lsp|index|soak|all [--json]
+       alpine-lsp bench pruning|lsp|index|soak|edits|all [--json]
        alpine-lsp --version"""
 
 

@@ -18,16 +18,22 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..index import IndexEntry, IndexStore, Match, index_db_path, iter_source_files
-from ..index.paths import cache_dir
+from ..index import (
+    IndexEntry,
+    IndexStore,
+    Match,
+    index_db_path,
+    iter_source_files,
+    read_source_file,
+)
 from ..model.score import FunctionScore
 from ..parsing import Function, ParsedDocument, extract_functions, file_ignored, language_for
-from ..parsing.text import LineIndex, encode
 from .adapter import AdapterWatcher
-from .cache import ScoreCache
+from .cache import ScoreCache, default_cache_path, usable_cache_dir
 from .memory import release_memory
 from .models import ModelHolder
 from .positions import clamp_position, lsp_lines
+from .rawtext import splice as _splice
 from .scheduler import Debouncer
 from .settings import Settings
 from .similar import KeyCache, capped, find, thresholds
@@ -72,6 +78,10 @@ class DocumentState:
     raw: str | None = None  # the text while it is not parsed (skipped), so edits still apply
 
 
+MAX_LINE_CHARS = 100_000  # a 45K-character bundle line is still analysed
+BUDGET = "budget: "  # skip reasons that are per-document budgets get an Information diagnostic
+
+
 def skip_reason(text: str, settings: Settings, language: str | None) -> str | None:
     if language is None:
         return "no grammar for this language"
@@ -83,6 +93,9 @@ def skip_reason(text: str, settings: Settings, language: str | None) -> str | No
         return f"file larger than alpine.maxFileSize ({settings.max_file_size} bytes)"
     if "\x00" in text[:8192]:
         return "binary file (NUL bytes)"
+    # Budget: minified or generated code, where per-edit work grows with the line.
+    if n > MAX_LINE_CHARS and max(map(len, text.split("\n"))) > MAX_LINE_CHARS:
+        return f"{BUDGET}a line longer than {MAX_LINE_CHARS} characters (minified code?)"
     return None
 
 
@@ -142,7 +155,7 @@ class Engine:
         self.stats = Stats()
         self.holder = ModelHolder()
         if cache_path is True:
-            cache_path = cache_dir() / "scores.sqlite"
+            cache_path = default_cache_path()  # None (in memory) without a usable directory
         self.cache = ScoreCache(cache_path or None)
         self.scorer = Scorer(self.holder, self.cache, self.stats)
         self.docs: dict[str, DocumentState] = {}
@@ -162,7 +175,9 @@ class Engine:
         self.root = root
         self.scorer.adapters = AdapterWatcher(root)
         try:
-            self.index = IndexStore(index_db_path(root or Path.cwd()))
+            # No usable cache directory: default_cache_path() has warned once; no index.
+            usable = usable_cache_dir() is not None
+            self.index = IndexStore(index_db_path(root or Path.cwd())) if usable else None
         except Exception:  # the index is optional: hints go, defect scoring stays
             log.exception("similar-code index unavailable")
             self.index = None
@@ -409,9 +424,26 @@ class Engine:
         if not self.holder.ready.wait(timeout=600) or self.holder.model is None:
             return
         self.index_state = "running"
+        try:
+            self._index_all(cancel, progress, done)
+        except Exception:  # the state must not stay "running" with nothing being indexed
+            log.exception("workspace indexing stopped by an error")
+            self.stats.add("errors")
+            self.index_state = "done"
+
+    def _unreadable(self, directory: str, e: OSError) -> None:
+        if not self.stats.counters.get("dirs_unreadable"):
+            log.warning("cannot read %s (%s); skipped (counted in dirs_unreadable)", directory, e)
+        self.stats.add("dirs_unreadable")
+
+    def _index_all(self, cancel: threading.Event, progress, done) -> None:
+        assert self.root is not None and self.index is not None and self.holder.model
         model = self.holder.model
+        settings = self.settings
         files = list(
-            iter_source_files(self.root, self.settings.max_file_size, self.settings.languages)
+            iter_source_files(
+                self.root, settings.max_file_size, settings.languages, self._unreadable
+            )
         )
         known = self.index.files(model.fingerprint)
         self.index.preload(model.fingerprint, model.embedding_dim)
@@ -445,9 +477,10 @@ class Engine:
         model = self.holder.model
         if model is None:
             return 0
-        try:
-            data = path.read_bytes()
-        except OSError:
+        try:  # regular, inside the workspace, under the limit: checked on the descriptor
+            data = read_source_file(path, self.settings.max_file_size, self.root)
+        except OSError as e:
+            log.debug("not indexed: %s", e)
             self.index.remove_file(uri)
             return 0
         if b"\x00" in data[:8192] or len(data) > self.settings.max_file_size:
@@ -505,13 +538,3 @@ def index_uri(uri: str) -> str:
         return Path(unquote(urlparse(uri).path)).resolve().as_uri()
     except (OSError, ValueError):
         return uri
-
-
-def _splice(text: str, rng: tuple[int, int, int, int], new: str, encoding: str) -> str:
-    """Apply one range edit to plain text, clamped like ParsedDocument.apply_change."""
-    lines = lsp_lines(text)
-    index = LineIndex(text, encode(text))
-    a = index.offset(*clamp_position(lines, rng[0], rng[1], encoding))
-    b = index.offset(*clamp_position(lines, rng[2], rng[3], encoding))
-    a, b = min(a, b), max(a, b)
-    return text[:a] + new + text[b:]

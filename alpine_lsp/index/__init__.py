@@ -2,7 +2,7 @@
 
 from .paths import cache_dir, index_db_path
 from .store import SCHEMA_VERSION, IndexEntry, IndexStore, Match
-from .workspace import SKIP_DIRS, iter_source_files
+from .workspace import SKIP_DIRS, NotReadable, iter_source_files, read_source_file
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -10,7 +10,9 @@ __all__ = [
     "IndexEntry",
     "IndexStore",
     "Match",
+    "NotReadable",
     "cache_dir",
     "index_db_path",
     "iter_source_files",
+    "read_source_file",
 ]

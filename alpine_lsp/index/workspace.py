@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -60,10 +61,55 @@ def _ignored(specs: Specs, rel: str) -> bool:
     return verdict
 
 
+class NotReadable(OSError):
+    """A path the reading rule refuses; the message says why (for logs and `check`)."""
+
+
+def read_source_file(
+    path: str | os.PathLike, max_size: int, root: str | os.PathLike | None = None
+) -> bytes:
+    """The bytes of a regular file of at most `max_size` bytes (inside `root`, when given).
+
+    Checked on the opened descriptor, not the path, so a file swapped for a FIFO, a device or
+    a symlink to /dev/zero after a check is still refused: O_NONBLOCK keeps the open of a FIFO
+    from waiting for a writer, fstat says what was opened, and the read stops at max_size + 1.
+    Raises NotReadable (or another OSError) instead of returning anything else.
+    """
+    if root is not None:
+        real, top = os.path.realpath(path), os.path.realpath(root)
+        if os.path.commonpath([real, top]) != top:
+            raise NotReadable(f"{path}: outside the workspace")
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    fd = os.open(path, flags)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotReadable(f"{path}: not a regular file")
+        if st.st_size > max_size:
+            raise NotReadable(f"{path}: larger than the size limit ({max_size} bytes)")
+        chunks, left = [], max_size + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        if left <= 0:  # it grew past the limit while we read
+            raise NotReadable(f"{path}: larger than the size limit ({max_size} bytes)")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def _is_binary(path: str) -> bool:
     try:
-        with open(path, "rb") as f:
-            return b"\0" in f.read(BINARY_PROBE)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return True  # swapped for a FIFO or device since the walk looked: skip
+            return b"\0" in os.read(fd, BINARY_PROBE)
+        finally:
+            os.close(fd)
     except OSError:
         return True  # unreadable: treat like binary, i.e. skip
 
@@ -72,12 +118,14 @@ def iter_source_files(
     root: str | os.PathLike,
     max_file_size: int = 2_000_000,
     languages: Iterable[str] | None = None,
+    on_unreadable: Callable[[str, OSError], None] | None = None,
 ) -> Iterator[Path]:
     """Indexable files under `root`, depth first in name order.
 
     Honours `.gitignore` in the root and in subdirectories (plus `.git/info/exclude`), skips
     SKIP_DIRS, files over `max_file_size` bytes, binary files, files of no known language and,
-    when `languages` is given, files of other languages.
+    when `languages` is given, files of other languages. A directory that cannot be listed is
+    skipped and reported to `on_unreadable` (path, error); the walk goes on.
     """
     top = Path(root).expanduser().resolve()
     if not top.is_dir():
@@ -96,15 +144,20 @@ def iter_source_files(
     while stack:
         directory, rel, specs = stack.pop()
         ignore_file = Path(directory, ".gitignore")
-        if ignore_file.is_file() and not ignore_file.is_symlink():
-            spec = _load_spec(ignore_file)
-            if spec is not None:
-                specs = (*specs, (rel, spec))
+        try:  # is_file() raises for some errors (a path over PATH_MAX), not only returns False
+            if ignore_file.is_file() and not ignore_file.is_symlink():
+                spec = _load_spec(ignore_file)
+                if spec is not None:
+                    specs = (*specs, (rel, spec))
+        except OSError as e:
+            log.debug("cannot read %s: %s", ignore_file, e)
         try:
             with os.scandir(directory) as it:
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as e:
             log.debug("cannot list %s: %s", directory, e)
+            if on_unreadable is not None:
+                on_unreadable(directory, e)
             continue
         subdirs = []
         for entry in entries:

@@ -24,6 +24,14 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..pruning import PruningConfig
+from .bounds import (
+    MAX_JSON_BYTES,
+    MAX_PARAMETERS,
+    check_config,
+    check_lexical,
+    check_tokenizer,
+    read_bounded_json,
+)
 from .lexical import JSON_NAME as LEXICAL_JSON
 from .lexical import WEIGHTS_NAME as LEXICAL_WEIGHTS
 from .lexical import LexicalModel
@@ -140,13 +148,7 @@ def check_dir(path: str | os.PathLike) -> Path:
 
 
 def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise ModelLoadError(f"{path} is not readable JSON: {e}") from None
-    if not isinstance(data, dict):
-        raise ModelLoadError(f"{path} must hold a JSON object")
-    return data
+    return read_bounded_json(path, MAX_JSON_BYTES.get(path.name, 1 << 20))
 
 
 def weights_digest(path: Path) -> str:
@@ -177,6 +179,12 @@ def read_dir(path: str | os.PathLike) -> tuple[AlpineNetwork, CodeTokenizer, Mod
     kind = cfg_d.get("model_type")
     if kind not in ENCODERS:
         raise ModelLoadError(f"{p / 'config.json'}: model_type {kind!r} is not bert or roberta")
+    # Untrusted input: sizes, the weights file and every regex checked before anything is built.
+    check_config(cfg_d, p / "config.json", meta.embed_dim, meta.max_tokens)
+    weights = p / "model.safetensors"
+    if weights.stat().st_size > 4 * MAX_PARAMETERS + (1 << 20):
+        raise ModelLoadError(f"{weights} is larger than any model this server loads")
+    check_tokenizer(p / "tokenizer.json")
     try:
         config = ENCODERS[kind][0].from_dict(cfg_d)
         net = AlpineNetwork.from_config(config, meta.embed_dim)
@@ -230,6 +238,7 @@ def read_lexical(p: Path, meta: ModelMeta) -> tuple[LexicalModel | None, Fusion 
         raise ModelLoadError(
             f"{p / 'alpine.json'} lacks valid fusion weights for the lexical half"
         ) from None
+    check_lexical(p / LEXICAL_JSON)  # its token_pattern runs on every function: linear only
     try:
         lex = LexicalModel.load(p)
     except (SafetensorError, OSError, ValueError, KeyError, TypeError) as e:

@@ -12,6 +12,7 @@ from bisect import bisect_right
 _NEWLINE = re.compile(r"\r\n|\r|\n")
 _NEWLINE_B = re.compile(rb"\r\n|\r|\n")
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_STEP = 512  # code points between the checkpoints of a non-ASCII text
 
 
 def encode(text: str) -> bytes:
@@ -40,7 +41,15 @@ def ts_point_after(start: tuple[int, int], inserted: bytes) -> tuple[int, int]:
 class LineIndex:
     """Line table of one immutable text and its encoded bytes."""
 
-    __slots__ = ("_ascii", "_byte_starts", "_char_starts", "_content_ends", "data", "text")
+    __slots__ = (
+        "_ascii",
+        "_byte_starts",
+        "_char_starts",
+        "_content_ends",
+        "_sparse",
+        "data",
+        "text",
+    )
 
     def __init__(self, text: str, data: bytes) -> None:
         self.text = text
@@ -50,6 +59,7 @@ class LineIndex:
         breaks = list(_NEWLINE.finditer(text))
         self._char_starts = [0, *(m.end() for m in breaks)]
         self._content_ends = [*(m.start() for m in breaks), len(text)]
+        self._sparse: list[int] | None = None  # byte offset of every _STEP-th code point
         if self._ascii:
             self._byte_starts = self._char_starts
         else:
@@ -91,18 +101,38 @@ class LineIndex:
             return offset - 1
         return offset
 
+    def _checkpoints(self) -> list[int]:
+        """Byte offsets of code points 0, _STEP, 2*_STEP...: conversions then cost O(_STEP),
+        not O(line length) (a 1 MB minified line made every conversion decode the line)."""
+        if self._sparse is None:
+            text, out, pos = self.text, [0], 0
+            for i in range(0, len(text), _STEP):
+                pos += len(encode(text[i : i + _STEP]))
+                out.append(pos)
+            self._sparse = out
+        return self._sparse
+
     def char_to_byte(self, offset: int) -> int:
         if self._ascii:
             return offset
         line = bisect_right(self._char_starts, offset) - 1
         start = self._char_starts[line]
-        return self._byte_starts[line] + len(encode(self.text[start:offset]))
+        if offset - start <= _STEP:  # the usual case: a short way into its line
+            return self._byte_starts[line] + len(encode(self.text[start:offset]))
+        offset = min(offset, len(self.text))
+        i = offset // _STEP
+        return self._checkpoints()[i] + len(encode(self.text[i * _STEP : offset]))
 
     def byte_to_char(self, offset: int) -> int:
         if self._ascii:
             return offset
         line = bisect_right(self._byte_starts, offset) - 1
         start = self._byte_starts[line]
+        if offset - start <= _STEP:
+            # "ignore" drops a partial trailing sequence: rounds down to a code point boundary.
+            return self._char_starts[line] + len(self.data[start:offset].decode("utf-8", "ignore"))
+        marks = self._checkpoints()
+        i = max(bisect_right(marks, offset) - 1, 0)
         # "ignore" drops a partial trailing sequence, i.e. rounds down to a code point boundary.
-        chunk = self.data[start:offset].decode("utf-8", "ignore")
-        return self._char_starts[line] + len(chunk)
+        chunk = self.data[marks[i] : max(offset, marks[i])].decode("utf-8", "ignore")
+        return min(i * _STEP + len(chunk), len(self.text))

@@ -22,6 +22,7 @@ from .. import __version__
 from ..engine.engine import DocumentResult, Engine
 from ..engine.memory import tune_allocator
 from ..engine.settings import Settings
+from .framing import serve_stdio, serve_tcp
 
 log = logging.getLogger("alpine_lsp")
 UINTEGER_MAX = 2**31 - 1
@@ -80,6 +81,8 @@ class AlpineServer(LanguageServer):
         self.waiters: dict[str, list[tuple[int | None, asyncio.Future]]] = {}
         self.shut_down = False
         self.exit_code = 0  # stdin closing without `exit` (the client vanished) is not an error
+        self.user_model: str | None = None  # alpine.model from initializationOptions
+        self.allow_workspace_model = False
 
     # Called on the worker thread: hop to the event loop before touching the connection.
     def _on_result(self, result: DocumentResult) -> None:
@@ -155,11 +158,11 @@ def run(
     signal.signal(signal.SIGTERM, terminate)
     code = 1
     try:
-        if tcp:
-            server.start_tcp(*tcp)
-        else:
-            server.start_io()
-        code = server.exit_code
+        # Our framing layer, not pygls's start_io/start_tcp: see framing.py for why.
+        code = serve_tcp(server, *tcp) if tcp else serve_stdio(server)
+    except ValueError as e:  # a --tcp host that is not loopback
+        log.error("%s", e)
+        code = 2
     except Exception:
         log.exception("server stopped by an error")
     finally:

@@ -8,7 +8,7 @@ from pathlib import Path
 from lsprotocol import types
 from pygls.uris import to_fs_path
 
-from ..engine.engine import DocumentResult, FunctionResult
+from ..engine.engine import BUDGET, DocumentResult, FunctionResult
 from ..engine.positions import lsp_lines, to_client
 from ..engine.similar import describe, summary
 from .app import AlpineServer
@@ -54,6 +54,17 @@ def short_path(ls: AlpineServer, uri: str) -> str:
 
 
 def build(ls: AlpineServer, result: DocumentResult) -> list[types.Diagnostic]:
+    if result.skipped and result.skipped.startswith(BUDGET):  # say why nothing is shown
+        start = types.Position(line=0, character=0)
+        return [
+            types.Diagnostic(
+                range=types.Range(start=start, end=start),
+                severity=types.DiagnosticSeverity.Information,
+                source=SOURCE,
+                code="not-analysed",
+                message=f"alpine-lsp did not analyse this file: {result.skipped[len(BUDGET) :]}",
+            )
+        ]
     lines = lines_of(ls, result.uri)
     if not lines or result.file_ignored:
         return []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import replace
 
 from lsprotocol import types
 
@@ -33,6 +34,10 @@ def register(server: AlpineServer) -> None:
         _caps(ls, params)
         ls.settings, errors = parse_settings(params.initialization_options)
         ls.engine.settings = ls.settings
+        # initializationOptions are the user's own settings; workspace/configuration may carry
+        # a workspace's settings file, which must not pick the model (workspace trust).
+        ls.user_model = ls.settings.model
+        ls.allow_workspace_model = workspace_model_allowed(params.initialization_options)
         for e in errors:
             ls.log(f"settings: {e}", types.MessageType.Warning)
 
@@ -63,6 +68,13 @@ def register(server: AlpineServer) -> None:
     def exit_(ls: AlpineServer, params: None) -> None:
         # The spec: exit code 0 after a shutdown request, 1 without one.
         ls.exit_code = 0 if ls.shut_down else 1
+
+
+def workspace_model_allowed(options) -> bool:
+    """`allowWorkspaceModel: true` in the user-level settings (initializationOptions)."""
+    if isinstance(options, dict) and isinstance(options.get("alpine"), dict):
+        options = options["alpine"]
+    return isinstance(options, dict) and options.get("allowWorkspaceModel") is True
 
 
 def _has_loop() -> bool:
@@ -99,6 +111,18 @@ def apply_settings(ls: AlpineServer, raw) -> None:
     new, errors = parse_settings(raw, ls.settings)
     for e in errors:
         ls.show(f"alpine-lsp settings: {e}", types.MessageType.Warning)
+    user_model = ls.user_model
+    if new.model != user_model and not ls.allow_workspace_model:
+        if getattr(ls, "_refused_model", None) != new.model:  # once per value
+            ls._refused_model = new.model
+            ls.show(
+                f"alpine-lsp: alpine.model {new.model!r} from workspace settings ignored; "
+                "a model directory runs in this process, so only user-level settings "
+                "(initializationOptions) choose it, or allow it there with "
+                '"allowWorkspaceModel": true',
+                types.MessageType.Warning,
+            )
+        new = replace(new, model=user_model)
     if new == ls.settings:
         return
     if new.model != ls.settings.model and new.model:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from .app import AlpineServer
+from .framing import PARAM_CHECKS
 
 STATS = "alpine/stats"
+DOCUMENT = "alpine/document"  # the server's copy of a document, hashed: for sync tests
 
 
 def snapshot(ls: AlpineServer) -> dict:
@@ -34,7 +36,28 @@ def snapshot(ls: AlpineServer) -> dict:
     return out
 
 
+def _document_params(params) -> str | None:
+    ok = isinstance(params, dict) and isinstance(params.get("uri"), str)
+    return None if ok else "alpine/document wants {uri: string}"
+
+
+PARAM_CHECKS[DOCUMENT] = _document_params
+
+
 def register(server: AlpineServer) -> None:
     @server.feature(STATS)
     def stats(ls: AlpineServer, params=None) -> dict:
         return snapshot(ls)
+
+    @server.feature(DOCUMENT)
+    def document(ls: AlpineServer, params=None) -> dict | None:
+        import hashlib
+
+        state = ls.engine.docs.get(params.uri)
+        if state is None:
+            return None
+        with state.lock:
+            text = state.parsed.text if state.parsed is not None else state.raw or ""
+            version = state.version
+        data = text.encode("utf-8", "surrogatepass")
+        return {"version": version, "chars": len(text), "sha256": hashlib.sha256(data).hexdigest()}
