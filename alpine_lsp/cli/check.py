@@ -336,7 +336,7 @@ def run_check(args: argparse.Namespace) -> tuple[dict, int]:
             "similarity_threshold": sim_threshold,
             "flag_budget": args.flag_budget,
             "budget_cutoff": cutoff,
-        },  # fmt: skip
+        },
         "defect_off": off_said,
         "files": report_files,
         "summary": {

@@ -48,15 +48,16 @@ def language_off(
     if opted_in is not None and (language in opted_in or lang in opted_in):
         return None
     rec = table.get(lang)
+    opt = "(opt in with alpine.languages)"
     if not rec or not rec.get("fit_rows"):
-        return f"defect hints off for {lang}: the model saw no {lang} training data (opt in with alpine.languages)"
+        return f"defect hints off for {lang}: the model saw no {lang} training data {opt}"
     auc = rec.get("test_roc_auc")
     if auc is None:
-        return f"defect hints off for {lang}: no cross-project test figure for it (opt in with alpine.languages)"
+        return f"defect hints off for {lang}: too few {lang} test rows to measure it {opt}"
     if auc < MIN_AUC:
         return (
             f"defect hints off for {lang}: cross-project test ROC-AUC {auc:.2f} is below "
-            f"{MIN_AUC:.2f} (opt in with alpine.languages)"
+            f"{MIN_AUC:.2f} {opt}"
         )
     return None
 

@@ -273,7 +273,7 @@ def read_head(where: Path) -> tuple[FusedHead | None, str]:
     """The fused head beside the model, if any, and its digest for the fingerprint."""
     try:
         head = FusedHead.load(where)
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except Exception as e:  # safetensors raises its own error type for a damaged header
         raise ModelLoadError(f"{where}: the fused head (fused_head.*) is damaged: {e}") from e
     return head, ("|head:" + head.digest()) if head is not None else ""
 

@@ -36,28 +36,46 @@ METRIC_NAMES: tuple[str, ...] = (
     "calls",
 )
 
-_DECISIONS = {
-    "if_statement", "for_statement", "while_statement", "do_statement", "case_statement",
-    "conditional_expression", "catch_clause", "except_clause", "elif_clause",
-    "for_in_statement", "enhanced_for_statement", "switch_label", "switch_case",
-    "ternary_expression", "expression_case", "type_case", "communication_case",
-    "if_expression", "match_arm", "while_expression", "for_expression", "loop_expression",
-    "list_comprehension", "conditional_expression", "for_in_clause", "if_clause",
-}  # fmt: skip
-_LOOPS = {
-    "for_statement", "while_statement", "do_statement", "for_in_statement",
-    "enhanced_for_statement", "while_expression", "for_expression", "loop_expression",
-}  # fmt: skip
-_NESTING = _LOOPS | {
-    "if_statement", "switch_statement", "try_statement", "if_expression", "match_expression",
-    "expression_switch_statement", "type_switch_statement", "select_statement", "with_statement",
-    "catch_clause", "except_clause",
-}  # fmt: skip
-_CALLS = {"call_expression", "call", "method_invocation", "object_creation_expression", "new_expression", "macro_invocation"}  # fmt: skip
-_INDEX = {"subscript_expression", "array_access", "subscript", "index_expression", "slice_expression"}  # fmt: skip
-_CASTS = {"cast_expression", "as_expression", "type_assertion", "type_cast_expression", "type_assertion_expression", "type_conversion_expression", "satisfies_expression"}  # fmt: skip
-_ARITH = {"binary_expression", "binary_operator", "update_expression", "unary_expression"}
-_PARAMS = {"parameter_declaration", "formal_parameter", "spread_parameter", "identifier", "typed_parameter", "default_parameter", "typed_default_parameter", "required_parameter", "optional_parameter", "parameter", "self_parameter", "list_splat_pattern", "dictionary_splat_pattern", "variadic_parameter_declaration"}  # fmt: skip
+
+def _w(words: str) -> set[str]:
+    return set(words.split())
+
+
+_DECISIONS = _w(
+    "if_statement for_statement while_statement do_statement case_statement "
+    "conditional_expression catch_clause except_clause elif_clause "
+    "for_in_statement enhanced_for_statement switch_label switch_case "
+    "ternary_expression expression_case type_case communication_case "
+    "if_expression match_arm while_expression for_expression "
+    "loop_expression list_comprehension for_in_clause if_clause"
+)
+_LOOPS = _w(
+    "for_statement while_statement do_statement for_in_statement "
+    "enhanced_for_statement while_expression for_expression loop_expression"
+)
+_NESTING = _LOOPS | _w(
+    "if_statement switch_statement try_statement if_expression "
+    "match_expression expression_switch_statement type_switch_statement "
+    "select_statement with_statement catch_clause except_clause"
+)
+_CALLS = _w(
+    "call_expression call method_invocation object_creation_expression "
+    "new_expression macro_invocation"
+)
+_INDEX = _w("subscript_expression array_access subscript index_expression slice_expression")
+_CASTS = _w(
+    "cast_expression as_expression type_assertion type_cast_expression "
+    "type_assertion_expression type_conversion_expression "
+    "satisfies_expression"
+)
+_ARITH = _w("binary_expression binary_operator update_expression unary_expression")
+_PARAMS = _w(
+    "parameter_declaration formal_parameter spread_parameter identifier "
+    "typed_parameter default_parameter typed_default_parameter "
+    "required_parameter optional_parameter parameter self_parameter "
+    "list_splat_pattern dictionary_splat_pattern "
+    "variadic_parameter_declaration"
+)
 _PARAM_LISTS = {"parameter_list", "formal_parameters", "parameters"}
 _NULLISH = re.compile(
     r"\b(?:NULL|nullptr|null|None|nil|undefined|err|errno|EOF)\b|-\s*1\b|<\s*0\b|!\s*\w"
@@ -67,42 +85,72 @@ _NULLISH = re.compile(
 # are only risky under their module (os.system, not any system()).
 _RISKY: dict[str, dict[str, set[str]]] = {
     "c": {
-        "memory": {"memcpy", "memmove", "memset", "malloc", "calloc", "realloc", "free", "alloca", "bcopy"},
-        "string": {"strcpy", "strcat", "sprintf", "vsprintf", "gets", "scanf", "sscanf", "fscanf", "strncpy", "strncat", "snprintf", "vsnprintf", "strlen", "strtok", "wcscpy", "wcscat", "lstrcpy", "getwd", "realpath"},
-        "exec": {"system", "popen", "execl", "execlp", "execle", "execv", "execvp", "execve", "ShellExecute", "WinExec", "CreateProcess", "dlopen"},
+        "memory": _w("memcpy memmove memset malloc calloc realloc free alloca bcopy"),
+        "string": _w(
+            "strcpy strcat sprintf vsprintf gets scanf sscanf fscanf strncpy "
+            "strncat snprintf vsnprintf strlen strtok wcscpy wcscat lstrcpy getwd "
+            "realpath"
+        ),
+        "exec": _w(
+            "system popen execl execlp execle execv execvp execve ShellExecute "
+            "WinExec CreateProcess dlopen"
+        ),
         "deser": set(),
     },
     "java": {
         "memory": {"arraycopy", "allocate", "allocateDirect"},
-        "string": {"format", "printf", "executeQuery", "executeUpdate", "prepareStatement", "createQuery", "createNativeQuery"},
-        "exec": {"exec", "ProcessBuilder", "start", "loadLibrary", "forName", "invoke", "eval", "lookup"},
-        "deser": {"ObjectInputStream", "readObject", "readUnshared", "XMLDecoder", "fromXML", "XStream", "readValue", "enableDefaultTyping", "Yaml"},
+        "string": _w(
+            "format printf executeQuery executeUpdate prepareStatement createQuery "
+            "createNativeQuery"
+        ),
+        "exec": _w("exec ProcessBuilder start loadLibrary forName invoke eval lookup"),
+        "deser": _w(
+            "ObjectInputStream readObject readUnshared XMLDecoder fromXML XStream "
+            "readValue enableDefaultTyping Yaml"
+        ),
     },
     "python": {
-        "memory": {"ctypes.memmove", "ctypes.memset", "ctypes.cast", "ctypes.string_at"},
-        "string": {"format", "execute", "executemany", "raw", "mark_safe", "render_template_string", "Template"},
-        "exec": {"eval", "exec", "compile", "os.system", "os.popen", "os.spawnl", "os.execv", "subprocess.call", "subprocess.run", "subprocess.Popen", "subprocess.check_output", "subprocess.check_call", "commands.getoutput", "__import__", "importlib.import_module"},
-        "deser": {"pickle.load", "pickle.loads", "cPickle.loads", "cPickle.load", "marshal.loads", "marshal.load", "yaml.load", "yaml.unsafe_load", "shelve.open", "jsonpickle.decode", "dill.loads", "torch.load", "joblib.load"},
+        "memory": _w("ctypes.memmove ctypes.memset ctypes.cast ctypes.string_at"),
+        "string": _w("format execute executemany raw mark_safe render_template_string Template"),
+        "exec": _w(
+            "eval exec compile os.system os.popen os.spawnl os.execv "
+            "subprocess.call subprocess.run subprocess.Popen "
+            "subprocess.check_output subprocess.check_call commands.getoutput "
+            "__import__ importlib.import_module"
+        ),
+        "deser": _w(
+            "pickle.load pickle.loads cPickle.loads cPickle.load marshal.loads "
+            "marshal.load yaml.load yaml.unsafe_load shelve.open jsonpickle.decode "
+            "dill.loads torch.load joblib.load"
+        ),
     },
     "javascript": {
         "memory": {"Buffer", "allocUnsafe", "allocUnsafeSlow"},
-        "string": {"write", "writeln", "insertAdjacentHTML", "query", "raw", "html"},
-        "exec": {"eval", "Function", "exec", "execSync", "spawn", "spawnSync", "execFile", "execFileSync", "fork", "setTimeout", "setInterval", "runInNewContext", "runInThisContext", "require"},
+        "string": _w("write writeln insertAdjacentHTML query raw html"),
+        "exec": _w(
+            "eval Function exec execSync spawn spawnSync execFile execFileSync fork "
+            "setTimeout setInterval runInNewContext runInThisContext require"
+        ),
         "deser": {"unserialize", "deserialize", "load", "parse"},
     },
     "go": {
-        "memory": {"unsafe.Pointer", "unsafe.Slice", "unsafe.String", "reflect.SliceHeader", "copy", "append", "make"},
-        "string": {"fmt.Sprintf", "Query", "QueryRow", "Exec", "template.HTML", "template.JS"},
-        "exec": {"exec.Command", "exec.CommandContext", "syscall.Exec", "os.StartProcess", "plugin.Open"},
-        "deser": {"gob.NewDecoder", "xml.Unmarshal", "yaml.Unmarshal", "Decode"},
+        "memory": _w(
+            "unsafe.Pointer unsafe.Slice unsafe.String reflect.SliceHeader copy append make"
+        ),
+        "string": _w("fmt.Sprintf Query QueryRow Exec template.HTML template.JS"),
+        "exec": _w("exec.Command exec.CommandContext syscall.Exec os.StartProcess plugin.Open"),
+        "deser": _w("gob.NewDecoder xml.Unmarshal yaml.Unmarshal Decode"),
     },
     "rust": {
-        "memory": {"transmute", "from_raw_parts", "copy_nonoverlapping", "set_len", "get_unchecked", "alloc", "dealloc", "ptr::read", "ptr::write", "from_raw"},
+        "memory": _w(
+            "transmute from_raw_parts copy_nonoverlapping set_len get_unchecked "
+            "alloc dealloc ptr::read ptr::write from_raw"
+        ),
         "string": {"format", "from_utf8_unchecked"},
         "exec": {"Command::new", "exec", "spawn", "output"},
         "deser": {"from_slice", "deserialize", "bincode::deserialize"},
     },
-}  # fmt: skip
+}
 _RISKY["cpp"] = {
     k: v
     | {"cpp": {"memory": {"new", "delete", "reinterpret_cast", "unique_ptr"}}}["cpp"].get(k, set())

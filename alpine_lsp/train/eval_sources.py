@@ -196,6 +196,40 @@ def evaluate(data: str, feat: str, weights: dict[str, float], budget: float = 0.
     return res
 
 
+MIN_TEST_ROWS = 30  # fewer test rows of a language: no figure, so no hints by default
+
+
+def language_record(res: dict) -> dict[str, dict]:
+    """alpine.json `languages`: per language the head's fit rows and sources, and the
+    cross-project test ROC-AUC (None where too few test rows of both labels exist)."""
+    from ..engine.policy import MIN_AUC
+    from ..parsing.languages import LANGUAGES
+
+    out = {}
+    for lang in LANGUAGES:
+        if lang == "tsx":
+            continue
+        seen = res["languages_seen"].get(lang, {})
+        d = res["per_language"].get(lang, {}).get("head")
+        auc = d["roc_auc"] if d and d["n"] >= MIN_TEST_ROWS else None
+        out[lang] = {
+            "fit_rows": seen.get("fit_rows", 0),
+            "fit_positives": seen.get("fit_positives", 0),
+            "sources": seen.get("sources", []),
+            "test_rows": d["n"] if d else 0,
+            "test_roc_auc": round(auc, 4) if auc is not None else None,
+            "enabled": bool(seen.get("fit_rows") and auc is not None and auc >= MIN_AUC),
+        }
+    return out
+
+
+def write_languages(model_dir: str | Path, table: dict) -> None:
+    p = Path(model_dir) / "alpine.json"
+    meta = json.loads(p.read_text(encoding="utf-8"))
+    meta["languages"] = table
+    p.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+
+
 def _f(x, d: int = 3) -> str:
     return "–" if x is None or x != x else (f"{x:.{d}f}" if isinstance(x, float) else str(x))
 
@@ -307,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
             "budget": 0.03, "valid_auc": res["hparams"]["valid_auc"],
         }  # fmt: skip
         head.save(args.save_head)
+        write_languages(args.save_head, language_record(res))
     return 0
 
 

@@ -13,6 +13,7 @@ chunk on disk for the same fingerprint is not scored again.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -48,22 +49,38 @@ def encode_rows(model, rows: list[Row]) -> dict[str, np.ndarray]:
     return {"encoder_logit": enc, "lexical_logit": np.asarray(lex, float), "embedding": embs}
 
 
-def cache_source(model, rows: list[Row], out: Path, source: str, log=print) -> None:
+def _texts_digest(rows: list[Row]) -> str:
+    h = hashlib.blake2b(digest_size=12)
+    for r in rows:
+        h.update(r.text.encode("utf-8", "surrogatepass") + b"\0")
+    return h.hexdigest()
+
+
+def cache_source(
+    model, rows: list[Row], out: Path, source: str, log=print, reverse: bool = False
+) -> None:
+    """`reverse`: last chunk first, so a second process can work from the other end."""
     from safetensors.numpy import save_file
 
     out.mkdir(parents=True, exist_ok=True)
     fp = model.fingerprint
-    for k in range(0, (len(rows) + CHUNK - 1) // CHUNK):
+    chunks = range(0, (len(rows) + CHUNK - 1) // CHUNK)
+    for k in reversed(chunks) if reverse else chunks:
         st, js = _chunk_paths(out, source, k)
         part = rows[k * CHUNK : (k + 1) * CHUNK]
+        digest = _texts_digest(part)
         if js.is_file() and st.is_file():
             meta = json.loads(js.read_text())
-            if meta.get("fingerprint") == fp and meta.get("ids") == [r.id for r in part]:
+            if (
+                meta.get("fingerprint") == fp
+                and meta.get("ids") == [r.id for r in part]
+                and meta.get("texts", digest) == digest  # leak removal changed: score again
+            ):
                 continue
         t0 = time.perf_counter()
         feats = encode_rows(model, part)
         save_file({k2: np.ascontiguousarray(v) for k2, v in feats.items()}, str(st))
-        js.write_text(json.dumps({"fingerprint": fp, "ids": [r.id for r in part]}))
+        js.write_text(json.dumps({"fingerprint": fp, "ids": [r.id for r in part], "texts": digest}))
         log(f"{source} chunk {k}: {len(part)} rows in {time.perf_counter() - t0:.0f} s")
 
 
@@ -73,11 +90,10 @@ def load_cache(out: str | Path, source: str) -> dict[str, dict[str, np.ndarray]]
 
     res: dict[str, dict[str, np.ndarray]] = {}
     out = Path(out)
-    k = 0
-    while True:
-        st, js = _chunk_paths(out, source, k)
-        if not (st.is_file() and js.is_file()):
-            break
+    for js in sorted(out.glob(f"{source}.*.json")):
+        st = js.with_suffix(".safetensors")
+        if not js.stem.split(".")[-1].isdigit() or not st.is_file():
+            continue  # metrics.<source>.json, or a chunk still being written
         ids = json.loads(js.read_text())["ids"]
         w = load_file(str(st))
         for j, rid in enumerate(ids):
@@ -86,11 +102,19 @@ def load_cache(out: str | Path, source: str) -> dict[str, dict[str, np.ndarray]]
                 "lexical_logit": float(w["lexical_logit"][j]),
                 "embedding": w["embedding"][j].astype(np.float32),
             }
-        k += 1
     return res
 
 
-def rows_to_cache(name: str, data: str, train_cap: int, corpus: int) -> list[Row]:
+TRAIN_CAP, CORPUS, DEVIGN_VALID = 3000, 2000, 1600
+
+
+def rows_to_cache(
+    name: str,
+    data: str,
+    train_cap: int = TRAIN_CAP,
+    corpus: int = CORPUS,
+    devign_valid: int = DEVIGN_VALID,
+) -> list[Row]:
     """Which rows get scored: valid and test of every labelled source in full, and a seeded
     sample of at most `train_cap` train rows (whole pairs kept together). Devign's train split
     is left out: the encoder and lexical half were trained on it, so their scores there say
@@ -99,7 +123,12 @@ def rows_to_cache(name: str, data: str, train_cap: int, corpus: int) -> list[Row
         return load_source(name, data, limit=corpus, seed=20261201)
     rows = load_source(name, data)
     if name == "devign":
-        return [r for r in rows if r.split != "train"]
+        # All of test; a seeded sample of valid (half fits the head, half selects it).
+        import random
+
+        valid = [r for r in rows if r.split == "valid"]
+        keep = {r.id for r in random.Random(13).sample(valid, min(devign_valid, len(valid)))}
+        return [r for r in rows if r.split == "test" or r.id in keep]
     train = [r for r in rows if r.split == "train"]
     if train_cap and len(train) > train_cap:
         import random
@@ -126,19 +155,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("--model", default=None)
     ap.add_argument("--sources", default=",".join(ALL_SOURCES))
-    ap.add_argument("--train-cap", type=int, default=3000)
-    ap.add_argument("--corpus", type=int, default=3000)
+    ap.add_argument("--train-cap", type=int, default=TRAIN_CAP)
+    ap.add_argument("--corpus", type=int, default=CORPUS)
+    ap.add_argument("--devign-valid", type=int, default=DEVIGN_VALID)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--reverse", action="store_true", help="last chunk first")
     args = ap.parse_args(argv)
     from ..model.api import load_model
 
     # Read every source first: a bad file fails here, before any scoring.
     names = [s for s in args.sources.split(",") if s]
-    todo = {n: rows_to_cache(n, args.data, args.train_cap, args.corpus) for n in names}
+    todo = {
+        n: rows_to_cache(n, args.data, args.train_cap, args.corpus, args.devign_valid)
+        for n in names
+    }
     model = load_model(args.model, device="cpu", threads=args.threads)
     for n, rows in todo.items():
         print(f"{n}: {len(rows)} rows", flush=True)
-        cache_source(model, rows, Path(args.out), n, log=lambda m: print(m, flush=True))
+        cache_source(
+            model, rows, Path(args.out), n, log=lambda m: print(m, flush=True), reverse=args.reverse
+        )
     return 0
 
 

@@ -107,7 +107,7 @@ def build_table(
     rows: list[Row] = []
     xs: list[np.ndarray] = []
     for s in sources:
-        src_rows = rows_to_cache(s, data, train_cap, corpus)
+        src_rows = rows_to_cache(s, data)
         cache = load_cache(feat_dir, s)
         keep = [r for r in src_rows if r.id in cache]
         if len(keep) < len(src_rows):

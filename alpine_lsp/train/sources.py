@@ -90,10 +90,9 @@ _JULIET_CLASS = re.compile(r"\bCWE\d+_[A-Za-z0-9_]*\b")
 # bad6, ok10, goodNormal, test_bad, badFunc, unsafe_1 ... but not `unsafe` (Go's package,
 # a real signal) or words that merely start the same (`okay`, `goodness` stay).
 _SEMGREP_NAME = re.compile(
-    r"\b(?:test_?)?(?:bad|good|ok|safe|unsafe|vuln|vulnerable|insecure|secure|noncompliant|"
-    r"compliant|tp|fp|tn|fn|true_?positive|false_?positive)(?:[_0-9][A-Za-z0-9_]*|[A-Z][A-Za-z0-9_]*)"
-    r"\b|\b(?:test_?)(?:bad|good|ok|safe|vuln|insecure|secure)\b|\b(?:bad|good|ok)\b",
-    re.I,
+    r"\b(?i:(?:test_?)?(?:bad|good|ok|safe|unsafe|vuln|vulnerable|insecure|secure|noncompliant|"
+    r"compliant|tp|fp|tn|fn|true_?positive|false_?positive))(?:[_0-9][A-Za-z0-9_]*|[A-Z][A-Za-z0-9_]*)"
+    r"\b|\b(?i:test_?(?:bad|good|ok|safe|vuln|insecure|secure))\b|\b(?:bad|good|ok)\b"
 )
 
 
