@@ -82,26 +82,24 @@ def test_check_gates_languages_and_applies_the_budget(head_model: Path, tmp_path
 
     (tmp_path / "a.c").write_text(f"int copy(char *src, int len)\n{{\n    {BAD}\n}}\n")
     (tmp_path / "b.py").write_text("def f(x):\n    return eval(x)\n")
-    run = check(tmp_path, tmp_path / "cache", "a.c", "b.py", "--model", str(head_model), "--all")
-    assert run.code == 0, run.err
-    assert "defect hints off for python: cross-project test ROC-AUC 0.52" in run.out
-    assert "a.c:1: defect-risk copy" in run.out and "b.py:1: ok f" in run.out
-    run = check(
-        tmp_path, tmp_path / "cache", "b.py", "--model", str(head_model), "--format", "json",
-        "--languages", "python", "--threshold", "0",
-    )  # fmt: skip
-    assert run.json()["files"][0]["functions"][0]["flagged"]  # opted in
-    # 60 functions, budget 5%: at most 3 flagged although the threshold lets all through.
+    # 60 more functions; budget 5% of 62: at most 3 flagged although threshold 0 passes all.
     body = "\n".join(
         f"int f{i}(char *s) {{ {'strcpy(b, s); ' * (i % 7)}return {i}; }}" for i in range(60)
     )
     (tmp_path / "many.c").write_text(body + "\n")
     run = check(
-        tmp_path, tmp_path / "cache", "many.c", "--model", str(head_model), "--format", "json",
-        "--threshold", "0", "--flag-budget", "0.05",
+        tmp_path, tmp_path / "cache", "a.c", "b.py", "many.c", "--model", str(head_model),
+        "--all", "--threshold", "0", "--flag-budget", "0.05", "--no-similar",
     )  # fmt: skip
     assert run.code == 0, run.err
-    assert run.json()["summary"]["flagged"] <= 3
+    assert "defect hints off for python: cross-project test ROC-AUC 0.52" in run.out
+    assert "b.py:1: ok f" in run.out
+    assert 1 <= run.out.count(": defect-risk ") <= 3
+    run = check(
+        tmp_path, tmp_path / "cache", "b.py", "--model", str(head_model), "--format", "json",
+        "--languages", "python", "--threshold", "0", "--no-similar",
+    )  # fmt: skip
+    assert run.json()["files"][0]["functions"][0]["flagged"]  # opted in, pool too small
 
 
 async def test_hover_says_why_a_language_is_off_and_which_metrics_pushed(

@@ -6,7 +6,7 @@ chunks `<source>.<k>.safetensors` (encoder logit, Devign-lexical logit, fp16 emb
 `<source>.<k>.json` (the row ids, the model fingerprint). A stopped run resumes where it was: a
 chunk on disk for the same fingerprint is not scored again.
 
-    python -m alpine_lsp.train.feature_cache --data ../shared/data --out /work/notes/feat \
+    alpine-lsp cache features --data ../shared/data --out /work/notes/feat \
         --sources sven,manysstubs4j --threads 1
 """
 
@@ -57,16 +57,25 @@ def _texts_digest(rows: list[Row]) -> str:
 
 
 def cache_source(
-    model, rows: list[Row], out: Path, source: str, log=print, reverse: bool = False
+    model,
+    rows: list[Row],
+    out: Path,
+    source: str,
+    log=print,
+    reverse: bool = False,
+    start: int = 0,
+    first_index: int = 0,
 ) -> None:
-    """`reverse`: last chunk first, so a second process can work from the other end."""
+    """`reverse`: last chunk first; `start`: begin at chunk `start` (then wrap). Both let more
+    processes share one source; a chunk already on disk is skipped when its turn comes."""
     from safetensors.numpy import save_file
 
     out.mkdir(parents=True, exist_ok=True)
     fp = model.fingerprint
-    chunks = range(0, (len(rows) + CHUNK - 1) // CHUNK)
+    n = (len(rows) + CHUNK - 1) // CHUNK
+    chunks = [(start + i) % n for i in range(n)] if n else []
     for k in reversed(chunks) if reverse else chunks:
-        st, js = _chunk_paths(out, source, k)
+        st, js = _chunk_paths(out, source, first_index + k)
         part = rows[k * CHUNK : (k + 1) * CHUNK]
         digest = _texts_digest(part)
         if js.is_file() and st.is_file():
@@ -150,7 +159,7 @@ def rows_to_cache(
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="alpine-lsp cache-features")
+    ap = argparse.ArgumentParser(prog="alpine-lsp cache features")
     ap.add_argument("--data", default="../shared/data")
     ap.add_argument("--out", required=True)
     ap.add_argument("--model", default=None)
@@ -160,6 +169,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--devign-valid", type=int, default=DEVIGN_VALID)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--reverse", action="store_true", help="last chunk first")
+    ap.add_argument("--start-chunk", type=int, default=0, help="begin at this chunk")
+    ap.add_argument(
+        "--missing",
+        action="store_true",
+        help="score only rows no chunk holds yet, test and valid first, as chunks from 100 on",
+    )
     args = ap.parse_args(argv)
     from ..model.api import load_model
 
@@ -171,9 +186,22 @@ def main(argv: list[str] | None = None) -> int:
     }
     model = load_model(args.model, device="cpu", threads=args.threads)
     for n, rows in todo.items():
+        if args.missing:
+            have = load_cache(args.out, n)
+            order = {"test": 0, "valid": 1}
+            rows = sorted(
+                (r for r in rows if r.id not in have), key=lambda r: order.get(r.split, 2)
+            )
         print(f"{n}: {len(rows)} rows", flush=True)
         cache_source(
-            model, rows, Path(args.out), n, log=lambda m: print(m, flush=True), reverse=args.reverse
+            model,
+            rows,
+            Path(args.out),
+            n,
+            log=lambda m: print(m, flush=True),
+            reverse=args.reverse,
+            start=args.start_chunk,
+            first_index=100 if args.missing else 0,
         )
     return 0
 

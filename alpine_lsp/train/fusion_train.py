@@ -229,7 +229,7 @@ def fit_lexical(fit: Table, weights: dict[str, float], c: float = 1.0):
     return LexicalModel.from_sklearn(vec, clf)
 
 
-def add_source_lexical(fit: Table, others: list[Table], weights: dict[str, float], folds: int = 5):
+def add_source_lexical(fit: Table, others: list[Table], weights: dict[str, float], folds: int = 3):
     """Fill the all-source lexical column: out of fold (by project) on `fit`, from a model on
     all of `fit` elsewhere, so the head does not learn to trust a half that saw its rows."""
     groups = np.array([_group(r) for r in fit.rows])
