@@ -27,6 +27,7 @@ from .fusion_train import (
     TRAINABLE,
     Table,
     add_source_lexical,
+    attach_tfidf,
     budget_threshold,
     build_table,
     head_from,
@@ -114,6 +115,7 @@ def scorers(head, test: Table) -> dict[str, np.ndarray]:
 
 def evaluate(data: str, feat: str, weights: dict[str, float], budget: float = 0.03) -> dict:
     t = build_table(data, feat, [*TRAINABLE, "vuldetectbench", "c_corpus"])
+    attach_tfidf(t)
     fit = t.take(t.role == "fit")
     ca, cb = t.take(t.role == "corpus_a"), t.take(t.role == "corpus_b")
     test, sel = t.take(t.role == "test"), t.take(t.role == "select")
@@ -187,7 +189,7 @@ def evaluate(data: str, feat: str, weights: dict[str, float], budget: float = 0.
         part = test.take(test.source == s)
         if not len(part.rows):
             continue
-        add_source_lexical(fit_x, [part], w)
+        add_source_lexical(fit_x, [part], w, folds=2)
         h = head_from(fit_x, w, best)
         scx = scorers(h, part)
         loso[s] = {k: figures(v, part, None) for k, v in scx.items()}

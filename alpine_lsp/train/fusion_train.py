@@ -47,11 +47,20 @@ class Table:
     y: np.ndarray  # (n,) 0/1, -1 unlabelled
     role: np.ndarray  # fit | select | test | corpus_a | corpus_b | none
     lines: np.ndarray
+    # TF-IDF rows of this table's texts (one shared vectorizer, see LexSpace), or None.
+    tfidf: object = None
+    space: object = None
 
     def take(self, mask: np.ndarray) -> Table:
         idx = np.where(mask)[0]
         return Table(
-            [self.rows[i] for i in idx], self.x[idx], self.y[idx], self.role[idx], self.lines[idx]
+            [self.rows[i] for i in idx],
+            self.x[idx],
+            self.y[idx],
+            self.role[idx],
+            self.lines[idx],
+            self.tfidf[idx] if self.tfidf is not None else None,
+            self.space,
         )
 
     @property
@@ -215,18 +224,35 @@ def _group(r: Row) -> str:
     return r.id if r.source == "devign" or not r.project else r.source + "|" + r.project
 
 
+def attach_tfidf(t: Table) -> None:
+    """One TF-IDF vocabulary, fitted on the text of the fit rows (no labels), and every row of
+    `t` transformed once: each fold and leave-one-out run then fits only its regression. (The
+    vocabulary and idf of a leave-one-out run thus include the left-out source's train text,
+    never its labels.)"""
+    from .report import tfidf
+
+    fit_texts = [r.text for r, role in zip(t.rows, t.role, strict=True) if role == "fit"]
+    vec = tfidf(len(fit_texts))
+    vec.fit(fit_texts)
+    t.space = vec
+    t.tfidf = vec.transform([r.text for r in t.rows]).tocsr()
+
+
 def fit_lexical(fit: Table, weights: dict[str, float], c: float = 1.0):
     """TF-IDF + logistic regression on the fit rows' text (rows weighted like the head's)."""
     from sklearn.linear_model import LogisticRegression
 
     from ..model.lexical import LexicalModel
-    from .report import tfidf
 
-    vec = tfidf(len(fit.rows))
-    xf = vec.fit_transform([r.text for r in fit.rows])
     clf = LogisticRegression(C=c, max_iter=3000, solver="liblinear")
-    clf.fit(xf, fit.y, sample_weight=row_weights(fit, weights))
-    return LexicalModel.from_sklearn(vec, clf)
+    clf.fit(fit.tfidf, fit.y, sample_weight=row_weights(fit, weights))
+    model = LexicalModel.from_sklearn(fit.space, clf)
+    model.sk = clf  # scores tables by their precomputed rows (same numbers, no re-tokenizing)
+    return model
+
+
+def _lex_logits(model, t: Table) -> np.ndarray:
+    return model.sk.decision_function(t.tfidf)
 
 
 def add_source_lexical(fit: Table, others: list[Table], weights: dict[str, float], folds: int = 3):
@@ -241,11 +267,11 @@ def add_source_lexical(fit: Table, others: list[Table], weights: dict[str, float
         m = f == k
         if m.any() and (~m).any():
             lx = fit_lexical(fit.take(~m), weights)
-            fit.x[m, SRC_LEX] = lx.logits([fit.rows[i].text for i in np.where(m)[0]])
+            fit.x[m, SRC_LEX] = _lex_logits(lx, fit.take(m))
     full = fit_lexical(fit, weights)
     for o in others:
         if len(o.rows):
-            o.x[:, SRC_LEX] = full.logits([r.text for r in o.rows])
+            o.x[:, SRC_LEX] = _lex_logits(full, o)
     return full
 
 
