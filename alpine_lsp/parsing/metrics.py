@@ -192,9 +192,15 @@ def _risk_kinds(callee: str, table: dict[str, set[str]]) -> list[str]:
     return [k for k, names in table.items() if callee in names or last in names or tail2 in names]
 
 
+_BLANK_LINES = re.compile(r"\n[ \t]*(?=\n)")
+
+
 def function_metrics(code: str, language: str) -> dict[str, float]:
     """Counts for one function's text (parsed on its own; tree-sitter recovers from snippets)."""
     lang = normalize_language(language)
+    # Blank lines go first: layout must not move a score (Devign doubles every newline), and
+    # tree-sitter's error recovery on foreign or broken code can depend on them.
+    code = _BLANK_LINES.sub("", code)
     src = code.encode("utf-8", "surrogatepass")
     root = get_parser(lang).parse(src).root_node
     table = _RISKY.get(lang, {})
