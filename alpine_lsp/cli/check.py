@@ -61,6 +61,14 @@ def _args(argv: list[str]) -> argparse.Namespace:
     )
     ap.add_argument("--threshold", type=float, help="defect threshold (default: the model's)")
     ap.add_argument(
+        "--flag-budget", type=float, default=0.03,
+        help="flag at most this share of the functions checked (default 0.03; 1 = no budget)",
+    )  # fmt: skip
+    ap.add_argument(
+        "--languages", help="comma-separated languages that get defect hints even where the "
+        "model's measured figure is too low (alpine.languages)",
+    )  # fmt: skip
+    ap.add_argument(
         "--similarity-threshold", type=float, help="cosine in [-1, 1] (default: the model's)"
     )
     ap.add_argument(
@@ -79,6 +87,8 @@ def _args(argv: list[str]) -> argparse.Namespace:
     # `not a <= x <= b` also rejects NaN.
     if args.threshold is not None and not 0 <= args.threshold <= 1:
         ap.error("--threshold must be in [0, 1]")
+    if not 0 <= args.flag_budget <= 1:
+        ap.error("--flag-budget must be in [0, 1]")
     if args.similarity_threshold is not None and not -1 <= args.similarity_threshold <= 1:
         ap.error("--similarity-threshold must be in [-1, 1]")
     if args.threads is not None and args.threads < 1:
@@ -178,6 +188,8 @@ def run_check(args: argparse.Namespace) -> tuple[dict, int]:
     from ..engine.cache import ScoreCache, default_cache_path
     from ..engine.engine import Scorer
     from ..engine.models import ModelHolder
+    from ..engine.policy import budget_cutoff, language_off, language_table
+    from ..engine.policy import flagged as policy_flagged
     from ..engine.similar import KeyCache, capped, describe, find, thresholds
     from ..engine.stats import Stats
     from ..index import IndexEntry, IndexStore, NotReadable, read_source_file
@@ -268,9 +280,20 @@ def run_check(args: argparse.Namespace) -> tuple[dict, int]:
         names = {p.resolve().as_uri(): p for p, *_ in per_file}
         report_files = []
         flagged_any = False
+        # The server's flag rule (engine/policy.py): threshold, budget, per-language gate.
+        cutoff = budget_cutoff(
+            [s.probability for *_, sc, _, _ in per_file for s in sc], args.flag_budget
+        )
+        langs_table = language_table(model.path)
+        opted = tuple(x.strip() for x in args.languages.split(",")) if args.languages else None
+        off_said: dict[str, str] = {}
         for path, language, functions, scores, ignored_file, keys in per_file:
             uri = path.resolve().as_uri()
             rows = []
+            off = language_off(langs_table, language, opted)
+            if off and language not in off_said:
+                off_said[language] = off
+                _say(off)
             hits = [[] for _ in functions]
             if index is not None and functions:
                 limits = thresholds(model, language, args.similarity_threshold)
@@ -279,7 +302,9 @@ def run_check(args: argparse.Namespace) -> tuple[dict, int]:
                             model.fingerprint, limits, 3)  # fmt: skip
             for f, s, found in zip(functions, scores, hits, strict=True):
                 ignored = ignored_file or f.ignored
-                flagged = not ignored and s.probability >= threshold
+                flagged = (
+                    not ignored and off is None and policy_flagged(s.probability, threshold, cutoff)
+                )
                 similar = []
                 for m in found if not ignored else []:
                     where = str(names.get(m.uri, m.uri))
@@ -321,7 +346,10 @@ def run_check(args: argparse.Namespace) -> tuple[dict, int]:
                         }
                     )
             if rows or args.all:
-                report_files.append({"path": str(path), "language": language, "functions": rows})
+                entry = {"path": str(path), "language": language, "functions": rows}
+                if off:
+                    entry["defect_off"] = off
+                report_files.append(entry)
     finally:
         progress.close()
         cache.close()
@@ -336,7 +364,10 @@ def run_check(args: argparse.Namespace) -> tuple[dict, int]:
             "threshold": threshold,
             "similarity_threshold": sim_threshold,  # the override, else the model's fallback
             "similarity_thresholds": model.similarity_thresholds,  # per language
+            "flag_budget": args.flag_budget,
+            "budget_cutoff": cutoff,
         },
+        "defect_off": off_said,
         "files": report_files,
         "summary": {
             "files": len(per_file),
@@ -370,6 +401,7 @@ def to_text(report: dict) -> str:
                 )
     s = report["summary"]
     m = report["model"]
+    out.extend(report.get("defect_off", {}).values())
     out.append(
         f"{s['files']} files, {s['functions']} functions, {s['flagged']} flagged "
         f"(model {m['name']}, threshold {m['threshold']:.2f})"

@@ -15,6 +15,8 @@ COMMANDS: dict[tuple[str, ...], str] = {
     ("learn",): "alpine_lsp.history.learn",
     ("train", "defect"): "alpine_lsp.train.defect",
     ("train", "lexical"): "alpine_lsp.train.lexical",
+    ("train", "fused"): "alpine_lsp.train.fusion_train",
+    ("cache", "features"): "alpine_lsp.train.feature_cache",
     ("eval", "defect"): "alpine_lsp.train.eval_defect",
     ("eval", "clone"): "alpine_lsp.train.eval_clone",
     ("bench", "pruning"): "alpine_lsp.bench.pruning",
@@ -31,7 +33,10 @@ USAGE = """usage: alpine-lsp [--stdio | --tcp HOST:PORT] [--log-file F] [-v]
        alpine-lsp learn [PATH] [--since DATE] [--until DATE] [--evaluate] [--json]
        alpine-lsp train defect --data DIR --out DIR [...]
        alpine-lsp train lexical --model DIR --data DIR [--out DIR]
+       alpine-lsp cache features --out DIR [--sources ...]   (encoder outputs, once)
+       alpine-lsp train fused --features DIR --out MODEL_DIR [--report F]
        alpine-lsp eval defect|clone --model DIR --data DIR [--json]
+       alpine-lsp eval defect --sources all --features DIR [--report F]
        alpine-lsp bench pruning|lsp|index|soak|edits|all [--json]
        alpine-lsp --version"""
 

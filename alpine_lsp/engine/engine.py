@@ -32,6 +32,7 @@ from .adapter import AdapterWatcher
 from .cache import ScoreCache, default_cache_path, usable_cache_dir
 from .memory import release_memory
 from .models import ModelHolder
+from .policy import ScorePool, flagged, language_off, language_table
 from .positions import clamp_position, lsp_lines
 from .rawtext import splice as _splice
 from .scheduler import Debouncer
@@ -61,6 +62,7 @@ class DocumentResult:
     model_name: str | None
     threshold: float | None
     skipped: str | None = None  # why the document was not analysed, for the log and hover
+    defect_off: str | None = None  # why this language gets no defect hints (policy.py)
     file_ignored: bool = False
     scored: bool = False  # False while the model is not ready
 
@@ -169,6 +171,8 @@ class Engine:
         self.indexer_cancel = threading.Event()
         self._indexer: threading.Thread | None = None
         self.index_state = "idle"  # idle, running, done, cancelled
+        self.pool = ScorePool()  # the workspace's scores, for alpine.flagBudget
+        self._languages_logged: set[str] = set()
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self, root: Path | None) -> None:
@@ -333,12 +337,18 @@ class Engine:
         result.scored = scores is not None or failed or not functions or skipped is not None
         similar = self._similar(uri, state.language, functions, scores)
         threshold = result.threshold if result.threshold is not None else 1.1
+        result.defect_off = self.defect_off(state.language)
+        cutoff = self._pool_cutoff(uri, functions, scores)
         for i, f in enumerate(functions):
             s = scores[i] if scores is not None else None
-            flagged = bool(
-                s is not None and not ignored_file and not f.ignored and s.probability >= threshold
+            flag = bool(
+                s is not None
+                and not ignored_file
+                and not f.ignored
+                and result.defect_off is None
+                and flagged(s.probability, threshold, cutoff)
             )
-            result.functions.append(FunctionResult(f, s, flagged, similar[i]))
+            result.functions.append(FunctionResult(f, s, flag, similar[i]))
         state.result = result
         now = time.perf_counter()
         self.stats.latency("analysis_ms", (now - t0) * 1000)
@@ -350,6 +360,25 @@ class Engine:
         # After a burst, not after every document: the trim costs a few ms of the worker.
         if self.worker.pending() == 0:
             release_memory()
+
+    def _pool_cutoff(self, uri: str, functions: list[Function], scores) -> float:
+        if scores is not None:
+            self.pool.set_file(
+                index_uri(uri),
+                {f.hash: s.probability for f, s in zip(functions, scores, strict=True)},
+            )
+        return self.pool.cutoff(self.settings.flag_budget)
+
+    def defect_off(self, language: str | None) -> str | None:
+        """Why `language` gets no defect hints with this model and settings (logged once)."""
+        model = self.holder.model
+        if model is None:
+            return None
+        reason = language_off(language_table(model.path), language, self.settings.languages)
+        if reason and language not in self._languages_logged:
+            self._languages_logged.add(language or "")
+            log.info("%s", reason)
+        return reason
 
     def threshold(self) -> float | None:
         if self.settings.threshold is not None:
@@ -492,6 +521,9 @@ class Engine:
             return 0
         functions = extract_functions(text, language)
         if known_hashes is not None and {f.hash for f in functions} == known_hashes:
+            # Unchanged since the last run: its cached scores still count towards the budget.
+            found = self.cache.get_many(model.fingerprint, language, list(known_hashes))
+            self.pool.set_file(uri, {h: s.probability for h, s in found.items()})
             return 0
         before = self.stats.counters["functions_scored"]
         scores: list[FunctionScore] = []
@@ -502,6 +534,9 @@ class Engine:
             return 0
         keys = self.clone_keys.many(functions, language)
         self._store(uri, language, functions, scores, keys, model.fingerprint)
+        self.pool.set_file(
+            uri, {f.hash: s.probability for f, s in zip(functions, scores, strict=True)}
+        )
         fresh = self.stats.counters["functions_scored"] - before
         self.stats.add("embeddings_computed", fresh)
         self.stats.add("files_indexed")

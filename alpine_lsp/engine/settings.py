@@ -25,6 +25,7 @@ class SimilaritySettings:
 @dataclass(frozen=True)
 class Settings:
     threshold: float | None = None  # None: the model's calibrated threshold
+    flag_budget: float = 0.03  # share of the workspace's functions that may be flagged (policy.py)
     severity: str = "warning"
     debounce_ms: int = 300
     device: str = "auto"
@@ -70,6 +71,10 @@ def parse_settings(raw: Any, base: Settings | None = None) -> tuple[Settings, li
     out: dict[str, Any] = {}
     if "threshold" in flat:
         out["threshold"] = _num(flat["threshold"], 0.0, 1.0, "threshold", errors)
+    if "flagBudget" in flat:
+        v = _num(flat["flagBudget"], 0.0, 1.0, "flagBudget", errors)
+        if v is not None:
+            out["flag_budget"] = v
     if "severity" in flat:
         sev = str(flat["severity"]).lower()
         if sev in SEVERITIES:

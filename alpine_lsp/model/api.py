@@ -14,6 +14,7 @@ import torch
 
 from ..pruning import PruningConfig, encoder_flops
 from .files import BUNDLED_DIR, Fusion, read_dir, read_lexical
+from .fusion import FusedHead
 from .lexical import LexicalModel
 from .network import AlpineNetwork
 from .score import FunctionScore, ModelLoadError
@@ -50,8 +51,12 @@ class AlpineModel:
         device: torch.device,
         lexical: LexicalModel | None = None,
         fusion: Fusion | None = None,
+        head: FusedHead | None = None,
     ) -> None:
         self.net = net
+        # The fused head over encoder, lexical halves and code metrics (model/fusion.py);
+        # used with the lexical half, in place of the two-input fusion.
+        self.head = head if lexical is not None else None
         self.lexical = lexical
         self.fusion = fusion
         # Off only to measure the encoder alone (eval defect); the server always fuses.
@@ -75,6 +80,8 @@ class AlpineModel:
 
     @property
     def threshold(self) -> float:
+        if self.head is not None and self.use_lexical and "threshold" in self.head.record:
+            return float(self.head.record["threshold"])
         return self.meta.threshold
 
     @property
@@ -149,7 +156,6 @@ class AlpineModel:
         `language` is accepted for the API's stability; the bundled model reads every language
         with one vocabulary.
         """
-        del language
         codes = list(codes)
         results: list[FunctionScore | None] = [None] * len(codes)
         if not codes:
@@ -172,7 +178,9 @@ class AlpineModel:
                     torch.cuda.synchronize()
                 ms = (time.perf_counter() - t0) * 1000
                 self.forwards += 1
-            probs, parts, terms = self._fuse([codes[i] for i in idx], enc_logits, explain)
+            probs, parts, terms = self._fuse(
+                [codes[i] for i in idx], enc_logits, explain, language, embs
+            )
             origins = out.alpine.state.origin.cpu().numpy()
             scores = out.alpine.scores.float().cpu().numpy() if explain else None
             first = out.alpine.first_scores
@@ -200,23 +208,40 @@ class AlpineModel:
                     truncated=batch.truncated[row],
                     flops=sum(encoder_flops(lens, enc.hidden_size, enc.intermediate_size)),
                     ms=ms,
-                    parts={k: float(v[row]) for k, v in parts.items()},
+                    parts={k: float(v[row]) for k, v in parts.items() if v[row] == v[row]},
                     lexical_terms=terms[row],
                 )
         return results  # type: ignore[return-value]
 
     def _fuse(
-        self, codes: list[str], enc_logits: np.ndarray, explain: bool
+        self,
+        codes: list[str],
+        enc_logits: np.ndarray,
+        explain: bool,
+        language: str = "c",
+        embs: np.ndarray | None = None,
     ) -> tuple[np.ndarray, dict, list[list[tuple[str, float]]]]:
-        """Final probabilities, the two halves' own probabilities when fused, and the lexical
-        n-grams behind each score (explain only)."""
+        """Final probabilities, the halves' own probabilities when fused, and the lexical
+        n-grams behind each score (explain only). With a fused head, parts also carries the
+        metrics' summed share of the logit ("metrics") and the three largest ("metric:NAME")."""
         if not (self.use_lexical and self.lexical and self.fusion):
             return _sigmoid(enc_logits), {}, [[] for _ in codes]
         lex_logits, terms = self.lexical.score(codes, explain=5 if explain else 0)
+        parts = {"encoder": _sigmoid(enc_logits), "lexical": _sigmoid(lex_logits)}
+        if self.head is not None and embs is not None:
+            return self._fuse_head(codes, enc_logits, lex_logits, language, embs, parts, terms)
         f = self.fusion
         fused = f.encoder * enc_logits + f.lexical * lex_logits + f.bias
-        parts = {"encoder": _sigmoid(enc_logits), "lexical": _sigmoid(lex_logits)}
         return _sigmoid(fused), parts, terms
+
+    def _fuse_head(self, codes, enc_logits, lex_logits, language, embs, parts, terms):
+        assert self.head is not None
+        logits, contribs = self.head.score(codes, language, enc_logits, lex_logits, embs)
+        parts["metrics"] = np.array([sum(c.values()) for c in contribs])
+        for row, c in enumerate(contribs):
+            for name, v in list(c.items())[:3]:
+                parts.setdefault(f"metric:{name}", np.full(len(codes), np.nan))[row] = v
+        return _sigmoid(logits), parts, terms
 
     def defect_probability(self, codes: list[str], language: str = "c") -> list[float]:
         return [s.probability for s in self.score(codes, language)]
@@ -248,6 +273,15 @@ def _top_tokens(tokens: list[str], origins, scores, k: int = 5) -> list[tuple[st
     return list(picked.items())
 
 
+def read_head(where: Path) -> tuple[FusedHead | None, str]:
+    """The fused head beside the model, if any, and its digest for the fingerprint."""
+    try:
+        head = FusedHead.load(where)
+    except Exception as e:  # safetensors raises its own error type for a damaged header
+        raise ModelLoadError(f"{where}: the fused head (fused_head.*) is damaged: {e}") from e
+    return head, ("|head:" + head.digest()) if head is not None else ""
+
+
 def load_model(
     path: str | os.PathLike | None = None,
     device: str = "auto",
@@ -266,8 +300,11 @@ def load_model(
     dev = pick_device(device)
     net, tok, meta, digest = read_dir(where)
     lexical, fusion, lex_digest = read_lexical(where, meta)
+    head, head_digest = read_head(where)
     if dev.type == "cuda":
         net = net.half()
-    model = AlpineModel(net.to(dev), tok, meta, digest + lex_digest, where, dev, lexical, fusion)
+    model = AlpineModel(
+        net.to(dev), tok, meta, digest + lex_digest + head_digest, where, dev, lexical, fusion, head
+    )
     model.configure(pruning=pruning, max_tokens=max_tokens)
     return model

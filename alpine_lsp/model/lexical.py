@@ -86,7 +86,9 @@ class LexicalModel:
         return self.score([code], explain=k)[1][0]
 
     # -- files ------------------------------------------------------------------------------
-    def save(self, directory: str | Path) -> None:
+    def save(self, directory: str | Path, stem: str = "lexical") -> None:
+        """`stem` names the files (`lexical` for the Devign half; the fused head's own lexical
+        input uses another)."""
         from safetensors.numpy import save_file
 
         d = Path(directory)
@@ -98,26 +100,26 @@ class LexicalModel:
             "norm": "l2",
             "vocabulary": self.vocabulary,
         }
-        (d / JSON_NAME).write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+        (d / f"{stem}.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
         save_file(
             {
                 "idf": self.idf.astype(np.float32),
                 "coef": self.coef.astype(np.float32),
                 "intercept": np.array([self.intercept], dtype=np.float32),
             },
-            str(d / WEIGHTS_NAME),
+            str(d / f"{stem}.safetensors"),
         )
 
     @classmethod
-    def load(cls, directory: str | Path) -> LexicalModel:
+    def load(cls, directory: str | Path, stem: str = "lexical") -> LexicalModel:
         """Raises ValueError/OSError with the reason when the files are damaged."""
         from safetensors.numpy import load_file
 
         d = Path(directory)
-        meta = json.loads((d / JSON_NAME).read_text(encoding="utf-8"))
+        meta = json.loads((d / f"{stem}.json").read_text(encoding="utf-8"))
         if meta.get("sublinear_tf") is not True or meta.get("norm") != "l2":
-            raise ValueError(f"{d / JSON_NAME}: only sublinear tf with l2 norm is supported")
-        w = load_file(str(d / WEIGHTS_NAME))
+            raise ValueError(f"{d / stem}.json: only sublinear tf with l2 norm is supported")
+        w = load_file(str(d / f"{stem}.safetensors"))
         return cls(
             vocabulary=[str(t) for t in meta["vocabulary"]],
             idf=w["idf"],

@@ -35,6 +35,15 @@ def function_at(ls: AlpineServer, uri: str, line: int, character: int, names_onl
     return best
 
 
+def state_off(ls: AlpineServer, fr: FunctionResult) -> str | None:
+    """Why this function's language gets no defect hints (engine/policy.py), if it does not."""
+    for state in ls.engine.docs.values():
+        r = state.result
+        if r is not None and any(x is fr for x in r.functions):
+            return r.defect_off
+    return None
+
+
 def render(ls: AlpineServer, fr: FunctionResult) -> str:
     engine = ls.engine
     f = fr.function
@@ -51,6 +60,9 @@ def render(ls: AlpineServer, fr: FunctionResult) -> str:
     verdict = "**possible defect**" if fr.flagged else "below the threshold"
     if f.ignored:
         verdict = "ignored (`alpine: ignore`)"
+    off = state_off(ls, fr)
+    if off:
+        verdict = off
     model = holder.model
     lines.append(
         f"defect probability **{s.probability:.2f}** (threshold {threshold:.2f}): {verdict}"
@@ -70,6 +82,11 @@ def render(ls: AlpineServer, fr: FunctionResult) -> str:
         lines.append(
             f"- encoder {s.parts.get('encoder', 0):.2f}, lexical n-grams "
             f"{s.parts.get('lexical', 0):.2f} (fused into the probability above)"
+        )
+    pushed = [(k[7:], v) for k, v in s.parts.items() if k.startswith("metric:")]
+    if pushed:
+        lines.append(
+            "- code metrics that moved the score: " + ", ".join(f"{k} {v:+.2f}" for k, v in pushed)
         )
     if s.top_tokens:
         why = ", ".join(f"`{t}`" for t, _ in s.top_tokens)

@@ -341,6 +341,11 @@ def markdown(res: dict, plot: Path | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a == "--sources" or a.startswith("--sources=") for a in argv):
+        from .eval_sources import main as eval_sources_main  # every source, from the cache
+
+        return eval_sources_main(argv)
     ap = argparse.ArgumentParser(prog="alpine-lsp eval defect", description=__doc__)
     ap.add_argument("--model", required=True, help="model directory")
     ap.add_argument("--data", required=True, help="Devign directory (devign.jsonl.gz, split.json)")
