@@ -64,9 +64,20 @@ def _args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--no-similar", action="store_true", help="skip similar-code hints")
     ap.add_argument("--fail-on-findings", action="store_true", help="exit 1 if anything flagged")
     ap.add_argument("--model", help="model directory (default: the bundled model)")
-    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    ap.add_argument("--threads", type=int)
-    ap.add_argument("--max-file-size", type=int, default=2_000_000)
+    ap.add_argument(
+        "--device",
+        default="auto",
+        choices=["auto", "cpu", "cuda"],
+        help="where the model runs (default auto: CUDA if present, else CPU)",
+    )
+    ap.add_argument("--threads", type=int, help="CPU threads for the model (default: automatic)")
+    ap.add_argument(
+        "--max-file-size",
+        type=int,
+        default=2_000_000,
+        metavar="BYTES",
+        help="skip files larger than this (default 2000000)",
+    )
     ap.add_argument("--output", "-o", help="write the report here instead of stdout")
     ap.add_argument("--no-cache", action="store_true", help="do not read or write the score cache")
     ap.add_argument("--stats", action="store_true", help=argparse.SUPPRESS)  # counters to stderr
