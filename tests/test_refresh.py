@@ -34,7 +34,9 @@ int sum_positive(const int *values, int n)
 }
 """
 # Many functions in one document: refreshes are per burst of results, not per function.
-OTHERS = "".join(f"\nint scale_{i}(int v)\n{{\n    return v * {i + 2} - {i};\n}}\n" for i in range(30))
+OTHERS = "".join(
+    f"\nint scale_{i}(int v)\n{{\n    return v * {i + 2} - {i};\n}}\n" for i in range(30)
+)
 
 
 def settings(model: Path) -> dict:
