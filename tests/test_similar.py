@@ -89,7 +89,7 @@ async def test_twin_gets_hint_with_related_location(workspace, tiny_model_dir, t
         d = diags[0]
         assert d.severity == types.DiagnosticSeverity.Information
         assert d.range.start.line == 0
-        assert d.message.startswith("similar to sum_positive in src/b.c:2 (1.00)")
+        assert d.message.startswith("similar to sum_positive in src/b.c:2 (1.000)")
         related = d.related_information
         assert [r.location.uri for r in related] == [(workspace / "src" / "b.c").as_uri()]
         assert related[0].location.range.start.line == 1

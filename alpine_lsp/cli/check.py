@@ -21,6 +21,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from .. import __version__
+from ..engine.fmt import similarity
 
 PROG = "alpine-lsp check"
 BINARY_PROBE = 8192  # as the server: a NUL byte this early marks a binary file
@@ -343,7 +344,7 @@ def to_text(report: dict) -> str:
             for s in fn["similar"]:
                 out.append(
                     f"{f['path']}:{fn['start_line']}: similar-code {fn['name']} ~ "
-                    f"{s['name']} in {s['path']}:{s['start_line']} ({s['score']:.2f})"
+                    f"{s['name']} in {s['path']}:{s['start_line']} ({similarity(s['score'])})"
                 )
     s = report["summary"]
     m = report["model"]
@@ -416,7 +417,7 @@ def to_sarif(report: dict, root: Path | None = None) -> dict:
                         "level": "note",
                         "message": {
                             "text": f"{_md(fn['name'])} is similar to [{_md(s['name'])}](1) in "
-                            f"{s['path']}:{s['start_line']} ({s['score']:.2f})"
+                            f"{s['path']}:{s['start_line']} ({similarity(s['score'])})"
                         },
                         "locations": loc,
                         "relatedLocations": [

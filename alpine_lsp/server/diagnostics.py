@@ -9,6 +9,7 @@ from lsprotocol import types
 from pygls.uris import to_fs_path
 
 from ..engine.engine import DocumentResult, FunctionResult
+from ..engine.fmt import similarity
 from ..engine.positions import lsp_lines, to_client
 from .app import AlpineServer
 
@@ -88,7 +89,7 @@ def build(ls: AlpineServer, result: DocumentResult) -> list[types.Diagnostic]:
                                 end=types.Position(line=m.end_line, character=0),
                             ),
                         ),
-                        message=f"{m.name} ({m.score:.2f})",
+                        message=f"{m.name} ({similarity(m.score)})",
                     )
                     for m in fr.similar
                 ]
@@ -98,7 +99,7 @@ def build(ls: AlpineServer, result: DocumentResult) -> list[types.Diagnostic]:
                     severity=types.DiagnosticSeverity.Information,
                     source=SOURCE,
                     code="similar-code",
-                    message=f"similar to {best.name} in {where} ({best.score:.2f}){more}",
+                    message=f"similar to {best.name} in {where} ({similarity(best.score)}){more}",
                     related_information=related,
                 )
             )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from lsprotocol import types
 
 from ..engine.engine import FunctionResult
+from ..engine.fmt import similarity
 from ..engine.positions import lsp_lines, to_codepoint
 from .app import AlpineServer
 from .diagnostics import name_range, short_path
@@ -81,7 +82,8 @@ def render(ls: AlpineServer, fr: FunctionResult) -> str:
         lines.append("similar code:")
         for m in fr.similar:
             lines.append(
-                f"- `{m.name}` in {short_path(ls, m.uri)}:{m.start_line + 1} ({m.score:.2f})"
+                f"- `{m.name}` in {short_path(ls, m.uri)}:{m.start_line + 1}"
+                f" ({similarity(m.score)})"
             )
     return "\n".join(lines)
 
