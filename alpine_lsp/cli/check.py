@@ -39,6 +39,12 @@ RULES = {
     ),
 }
 SRCROOT = "%SRCROOT%"
+# The editor's quick fixes, in words, for people who meet the findings in a terminal first.
+QUICK_FIX = (
+    "quick fix: a comment `alpine: ignore` on the line above a function (`// alpine: ignore`,"
+    " `# alpine: ignore` in Python) silences it; `alpine: ignore-file` silences a file. In an"
+    " editor both are code actions on the finding: Ignore this function, Ignore this file."
+)
 
 
 def _say(message: str) -> None:
@@ -352,6 +358,8 @@ def to_text(report: dict) -> str:
         f"{s['files']} files, {s['functions']} functions, {s['flagged']} flagged "
         f"(model {m['name']}, threshold {m['threshold']:.2f})"
     )
+    if s["flagged"]:
+        out.append(QUICK_FIX)
     return "\n".join(out)
 
 

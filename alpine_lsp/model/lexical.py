@@ -35,7 +35,7 @@ class LexicalModel:
         if not (len(vocabulary) == len(idf) == len(coef)):
             raise ValueError("vocabulary, idf and coef differ in length")
         self.vocabulary = vocabulary
-        self.index = {t: i for i, t in enumerate(vocabulary)}
+        self.index = dict(zip(vocabulary, range(len(vocabulary))))  # faster than a comprehension
         self.idf = np.asarray(idf, dtype=np.float64)
         self.coef = np.asarray(coef, dtype=np.float64)
         self.intercept = float(intercept)
@@ -119,7 +119,8 @@ class LexicalModel:
             raise ValueError(f"{d / JSON_NAME}: only sublinear tf with l2 norm is supported")
         w = load_file(str(d / WEIGHTS_NAME))
         return cls(
-            vocabulary=[str(t) for t in meta["vocabulary"]],
+            # Strings from JSON already; a non-string entry could only never match.
+            vocabulary=list(meta["vocabulary"]),
             idf=w["idf"],
             coef=w["coef"],
             intercept=float(w["intercept"][0]),
