@@ -24,10 +24,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..pruning import PruningConfig
+from .encoder import KINDS, EncoderConfig
 from .lexical import JSON_NAME as LEXICAL_JSON
 from .lexical import WEIGHTS_NAME as LEXICAL_WEIGHTS
 from .lexical import LexicalModel
-from .encoder import KINDS, EncoderConfig
 from .network import AlpineNetwork
 from .score import ModelLoadError
 from .tokenize import WHITESPACE, CodeTokenizer
