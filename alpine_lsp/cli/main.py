@@ -20,6 +20,7 @@ COMMANDS: dict[tuple[str, ...], str] = {
     ("bench", "lsp"): "alpine_lsp.bench.lsp",
     ("bench", "index"): "alpine_lsp.bench.index",
     ("bench", "soak"): "alpine_lsp.bench.soak",
+    ("bench", "memory"): "alpine_lsp.bench.memory",
     ("bench", "all"): "alpine_lsp.bench.all",
 }
 
@@ -29,7 +30,7 @@ USAGE = """usage: alpine-lsp [--stdio | --tcp HOST:PORT] [--log-level L] [--log-
        alpine-lsp train defect --data DIR --out DIR [...]
        alpine-lsp train lexical --model DIR --data DIR [--out DIR]
        alpine-lsp eval defect|clone --model DIR --data DIR [--json]
-       alpine-lsp bench pruning|lsp|index|soak|all [--json]
+       alpine-lsp bench pruning|lsp|index|memory|soak|all [--json]
        alpine-lsp --version"""
 
 
