@@ -86,3 +86,24 @@ def test_edits_that_move_branches_match_a_fresh_parse() -> None:
     doc.apply_change(at, 0, at + 1, 0, "")
     assert doc.text == FIXTURE
     assert [f.name for f in doc.functions()] == REAL
+
+
+def test_typing_directives_char_by_char_matches_a_fresh_parse() -> None:
+    """Every keystroke, anywhere (before, inside and after #if groups, typing a new #else):
+    the incremental document gives what a fresh parse of its text gives."""
+    doc = ParsedDocument(FIXTURE, "c")
+    doc.functions()
+    spots = [
+        (line_of(FIXTURE, "int r = 0;"), "    int pad = 1;\n"),  # before a group
+        (line_of(FIXTURE, "else if (kind == 2)"), "#else\n"),  # a new branch, typed
+        (line_of(FIXTURE, "return done;"), "#if defined(X)\n#endif\n"),  # a new group
+        (len(FIXTURE.splitlines()) - 1, "/* tail */\n"),  # after everything
+    ]
+    for line, typed in spots:  # original line numbers: earlier insertions shift them, fine
+        col = 0
+        for ch in typed:
+            doc.apply_change(line, col, line, col, ch)
+            line, col = (line + 1, 0) if ch == "\n" else (line, col + 1)
+            got = [(f.name, f.start_line, f.end_line, f.hash) for f in doc.functions()]
+            fresh = extract_functions(doc.text, "c")
+            assert got == [(f.name, f.start_line, f.end_line, f.hash) for f in fresh], repr(ch)

@@ -176,6 +176,15 @@ class _Progress:
             sys.stderr.flush()
 
 
+def _light(functions: list, scores: list) -> tuple[list, list]:
+    from dataclasses import replace
+
+    return (
+        [replace(f, text="") for f in functions],
+        [replace(s, top_tokens=[], lexical_terms=[], tokens_per_layer=[]) for s in scores],
+    )
+
+
 def run_check(args: argparse.Namespace) -> tuple[dict, int]:
     from ..engine.cache import ScoreCache
     from ..engine.engine import Scorer
@@ -243,7 +252,6 @@ def run_check(args: argparse.Namespace) -> tuple[dict, int]:
                 stats.add("errors")
                 skipped += 1
                 continue
-            per_file.append((path, language, functions, scores, file_ignored(text)))
             stats.add("functions_parsed", len(functions))
             if index is not None and functions:
                 uri = path.resolve().as_uri()
@@ -254,6 +262,9 @@ def run_check(args: argparse.Namespace) -> tuple[dict, int]:
                         for f, s in zip(functions, scores, strict=True)
                     ],
                 )
+            # Held until every file is indexed (a hint may point at a later file): only what
+            # the report uses, not each function's text and explanation.
+            per_file.append((path, language, *_light(functions, scores), file_ignored(text)))
             progress.step(i + 1, str(path))
 
         names = {p.resolve().as_uri(): p for p, *_ in per_file}

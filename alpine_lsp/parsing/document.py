@@ -107,6 +107,8 @@ class ParsedDocument:
         self._index = None
         self._functions = None
         self._parsed = False
+        if self._masked:  # where the blanks are after this edit, if it left them alone
+            self._masked = _shift(self._masked, start_byte, old_end_byte, len(inserted))
         if self._tree is not None:
             start_point = ts_point(old_data, start_byte)
             self._tree.edit(
@@ -148,6 +150,23 @@ class ParsedDocument:
                 assert self._tree is not None
                 self._functions = functions_from_tree(self._tree, self.language, self._line_index())
             return list(self._functions)
+
+
+def _shift(
+    ranges: tuple[tuple[int, int], ...], start: int, old_end: int, new_len: int
+) -> tuple[tuple[int, int], ...]:
+    """Blanked ranges moved by an edit of [start, old_end) to new_len bytes. A range the edit
+    touches cannot be predicted: then a marker that never equals a real mask."""
+    delta = new_len - (old_end - start)
+    out = []
+    for a, b in ranges:
+        if b < start:
+            out.append((a, b))
+        elif a > old_end:
+            out.append((a + delta, b + delta))
+        else:
+            return ((-1, -1),)
+    return tuple(out)
 
 
 def extract_functions(text: str, language: str) -> list[Function]:
