@@ -21,7 +21,9 @@ def test_bench_memory_runs_and_reports(tmp_path: Path, tiny_model_dir: Path, cap
     assert main(["--model", str(tiny_model_dir), "--functions", "40", "--json"]) == 0
     r = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     load = r["model_load"]
-    assert load["load_s"] > 0 and load["heavy_modules"] == [] or "tqdm" in load["heavy_modules"]
+    assert load["load_s"] > 0
+    # torch.hub imports tqdm by itself where it is installed (the dev extra); these two not.
+    assert not {"transformers", "sklearn"} & set(load["heavy_modules"])
     assert 50 < r["server_one_file"]["rss_mb"] < 4000
     assert r["server_indexed"]["functions"] == 40
     assert r["server_indexed"]["index_functions"] == 40
