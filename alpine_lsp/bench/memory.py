@@ -181,6 +181,7 @@ def run(args: argparse.Namespace) -> dict:
     result: dict = {"targets_mb": TARGETS_MB, "target_load_s": TARGET_LOAD_S}
     print("bench memory: model load…", file=sys.stderr, flush=True)
     result["model_load"] = model_load(args.model)
+    _note("model_load", result)
 
     print("bench memory: server with one file open…", file=sys.stderr, flush=True)
     one = tmp / "one"
@@ -188,6 +189,7 @@ def run(args: argparse.Namespace) -> dict:
     result["server_one_file"] = asyncio.run(
         server_rss(one, args.model, examples / "buffer.c", tmp / "cache1")
     )
+    _note("server_one_file", result)
 
     if args.workspace:
         ws = Path(args.workspace)
@@ -202,10 +204,16 @@ def run(args: argparse.Namespace) -> dict:
         "functions": count,
         **asyncio.run(server_rss(ws, args.model, None, tmp / "cache2")),
     }
+    _note("server_indexed", result)
     tree = Path(args.check_tree) if args.check_tree else ws
     print(f"bench memory: check {tree}…", file=sys.stderr, flush=True)
     result["check"] = {"tree": str(tree), **check_peak(tree, args.model)}
     return result
+
+
+def _note(key: str, result: dict) -> None:
+    """Each phase's figures on stderr as soon as they exist (a long run may be cut short)."""
+    print(f"bench memory: {key} {json.dumps(result[key])}", file=sys.stderr, flush=True)
 
 
 def table(r: dict) -> str:
