@@ -1,4 +1,4 @@
-"""`alpine-lsp bench all`: the pruning, lsp and index benches in one run, one table."""
+"""`alpine-lsp bench all`: the pruning, lsp, index and memory benches in one run, one table."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ BENCHES = {
     "pruning": ("alpine_lsp.bench.pruning", []),
     "lsp": ("alpine_lsp.bench.lsp", []),
     "index": ("alpine_lsp.bench.index", []),
+    "memory": ("alpine_lsp.bench.memory", []),
 }
 
 
@@ -44,6 +45,7 @@ def _get(d: dict, *path, default=None):
 
 def table(results: dict) -> str:
     p, lsp, idx = results.get("pruning", {}), results.get("lsp", {}), results.get("index", {})
+    mem = results.get("memory", {})
 
     def f(v, fmt="{:.1f}"):
         return fmt.format(v) if isinstance(v, (int, float)) else "n/a"
@@ -87,6 +89,30 @@ def table(results: dict) -> str:
             f"{f(idx.get('warm_restart_s'), '{:.2f}')}, {idx.get('warm_restart_embedded', 'n/a')}",
         )
     )
+    load = mem.get("model_load", {})
+    indexed = mem.get("server_indexed", {})
+    rows += [
+        (
+            "memory",
+            "model load, warm: API import + load_model() (s)",
+            f"{f(load.get('api_import_s'), '{:.2f}')} + {f(load.get('load_s'), '{:.2f}')}",
+        ),
+        (
+            "memory",
+            "server RSS, one file open (MB)",
+            f(_get(mem, "server_one_file", "rss_mb"), "{:.0f}"),
+        ),
+        (
+            "memory",
+            f"server RSS after indexing {indexed.get('functions', 'n/a')} functions (MB)",
+            f(indexed.get("rss_mb"), "{:.0f}"),
+        ),
+        (
+            "memory",
+            "check peak RSS on that workspace (MB)",
+            f(_get(mem, "check", "peak_mb"), "{:.0f}"),
+        ),
+    ]
     width = max(len(r[1]) for r in rows)
     out = [
         f"| bench   | {'figure'.ljust(width)} | value |",

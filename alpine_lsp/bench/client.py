@@ -30,6 +30,12 @@ class BenchClient:
             )
             self.events.setdefault(params.uri, asyncio.Event()).set()
 
+        self.log_messages: list[str] = []
+
+        @self.client.feature(types.WINDOW_LOG_MESSAGE)
+        def on_log(params: types.LogMessageParams) -> None:  # the server's log, kept here
+            self.log_messages.append(params.message)
+
         @self.client.feature(types.WINDOW_WORK_DONE_PROGRESS_CREATE)
         def on_progress_create(params) -> None:
             return None

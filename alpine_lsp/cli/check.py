@@ -40,6 +40,12 @@ RULES = {
     ),
 }
 SRCROOT = "%SRCROOT%"
+# The editor's quick fixes, in words, for people who meet the findings in a terminal first.
+QUICK_FIX = (
+    "quick fix: a comment `alpine: ignore` on the line above a function (`// alpine: ignore`,"
+    " `# alpine: ignore` in Python) silences it; `alpine: ignore-file` silences a file. In an"
+    " editor both are code actions on the finding: Ignore this function, Ignore this file."
+)
 
 
 def _say(message: str) -> None:
@@ -77,9 +83,20 @@ def _args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--no-similar", action="store_true", help=argparse.SUPPRESS)  # the default
     ap.add_argument("--fail-on-findings", action="store_true", help="exit 1 if anything flagged")
     ap.add_argument("--model", help="model directory (default: the bundled model)")
-    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    ap.add_argument("--threads", type=int)
-    ap.add_argument("--max-file-size", type=int, default=2_000_000)
+    ap.add_argument(
+        "--device",
+        default="auto",
+        choices=["auto", "cpu", "cuda"],
+        help="where the model runs (default auto: CUDA if present, else CPU)",
+    )
+    ap.add_argument("--threads", type=int, help="CPU threads for the model (default: automatic)")
+    ap.add_argument(
+        "--max-file-size",
+        type=int,
+        default=2_000_000,
+        metavar="BYTES",
+        help="skip files larger than this (default 2000000)",
+    )
     ap.add_argument("--output", "-o", help="write the report here instead of stdout")
     ap.add_argument("--no-cache", action="store_true", help="do not read or write the score cache")
     ap.add_argument("--stats", action="store_true", help=argparse.SUPPRESS)  # counters to stderr
@@ -184,9 +201,19 @@ class _Progress:
             sys.stderr.flush()
 
 
+def _light(functions: list, scores: list) -> tuple[list, list]:
+    from dataclasses import replace
+
+    return (
+        [replace(f, text="") for f in functions],
+        [replace(s, top_tokens=[], lexical_terms=[], tokens_per_layer=[]) for s in scores],
+    )
+
+
 def run_check(args: argparse.Namespace) -> tuple[dict, int]:
     from ..engine.cache import ScoreCache, default_cache_path
     from ..engine.engine import Scorer
+    from ..engine.memory import release_memory, tune_allocator
     from ..engine.models import ModelHolder
     from ..engine.policy import budget_cutoff, language_off, language_table
     from ..engine.policy import flagged as policy_flagged
@@ -195,6 +222,7 @@ def run_check(args: argparse.Namespace) -> tuple[dict, int]:
     from ..index import IndexEntry, IndexStore, NotReadable, read_source_file
     from ..parsing import extract_functions, file_ignored, language_for
 
+    tune_allocator()  # as the server: big activations on mmap, handed back when freed
     files, notes, missing = _files(args.paths, args.max_file_size)
     if missing:
         for m in missing:
@@ -260,7 +288,6 @@ def run_check(args: argparse.Namespace) -> tuple[dict, int]:
                 skipped += 1
                 continue
             keys = key_cache.many(functions, language) if index is not None else []
-            per_file.append((path, language, functions, scores, file_ignored(text), keys))
             stats.add("functions_parsed", len(functions))
             if index is not None and functions:
                 uri = path.resolve().as_uri()
@@ -275,7 +302,12 @@ def run_check(args: argparse.Namespace) -> tuple[dict, int]:
                         if ok
                     ],
                 )
+            # Held until every file is indexed (a hint may point at a later file): only what
+            # the report uses, not each function's text and explanation.
+            light = _light(functions, scores)
+            per_file.append((path, language, *light, file_ignored(text), keys))
             progress.step(i + 1, str(path))
+            release_memory()  # one file's batches freed: return the heap pages (a few ms)
 
         names = {p.resolve().as_uri(): p for p, *_ in per_file}
         report_files = []
@@ -406,6 +438,8 @@ def to_text(report: dict) -> str:
         f"{s['files']} files, {s['functions']} functions, {s['flagged']} flagged "
         f"(model {m['name']}, threshold {m['threshold']:.2f})"
     )
+    if s["flagged"]:
+        out.append(QUICK_FIX)
     return "\n".join(out)
 
 

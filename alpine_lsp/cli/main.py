@@ -24,10 +24,11 @@ COMMANDS: dict[tuple[str, ...], str] = {
     ("bench", "index"): "alpine_lsp.bench.index",
     ("bench", "soak"): "alpine_lsp.bench.soak",
     ("bench", "edits"): "alpine_lsp.bench.edits",
+    ("bench", "memory"): "alpine_lsp.bench.memory",
     ("bench", "all"): "alpine_lsp.bench.all",
 }
 
-USAGE = """usage: alpine-lsp [--stdio | --tcp HOST:PORT] [--log-file F] [-v]
+USAGE = """usage: alpine-lsp [--stdio | --tcp HOST:PORT] [--log-level L] [--log-file F] [-v]
        alpine-lsp check PATH... [--format text|json|sarif] [--all] [--threshold T]
                         [--fail-on-findings]
        alpine-lsp learn [PATH] [--since DATE] [--until DATE] [--evaluate] [--json]
@@ -37,18 +38,29 @@ USAGE = """usage: alpine-lsp [--stdio | --tcp HOST:PORT] [--log-file F] [-v]
        alpine-lsp train fused --features DIR --out MODEL_DIR [--report F]
        alpine-lsp eval defect|clone --model DIR --data DIR [--json]
        alpine-lsp eval defect --sources all --features DIR [--report F]
-       alpine-lsp bench pruning|lsp|index|soak|edits|all [--json]
+       alpine-lsp bench pruning|lsp|index|memory|soak|edits|all [--json]
        alpine-lsp --version"""
 
 
 def _server(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="alpine-lsp", usage=USAGE)
+    # argparse writes "usage: " itself.
+    ap = argparse.ArgumentParser(prog="alpine-lsp", usage=USAGE.removeprefix("usage: "))
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--stdio", action="store_true", help="talk LSP over stdin/stdout (default)")
     mode.add_argument("--tcp", metavar="HOST:PORT", help="listen for one LSP client over TCP")
-    ap.add_argument("--log-file", help="also write the server log to this file")
-    ap.add_argument("-v", "--verbose", action="store_true")
-    ap.add_argument("--version", action="store_true")
+    ap.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        default="info",
+        help="lowest level sent to the client as window/logMessage (default: info)",
+    )
+    ap.add_argument(
+        "--log-file", metavar="FILE", help="also write the log to FILE (appended, same level)"
+    )
+    ap.add_argument(
+        "-v", "--verbose", action="store_true", help="same as --log-level debug (with pygls)"
+    )
+    ap.add_argument("--version", action="store_true", help="print the version and exit")
     args = ap.parse_args(argv)
     if args.version:
         from alpine_lsp import __version__
@@ -61,9 +73,20 @@ def _server(argv: list[str]) -> int:
         if not host or not port_s.isdigit():
             ap.error(f"--tcp wants HOST:PORT, got {args.tcp!r}")
         port = int(port_s)
+    if args.log_file:
+        try:  # a fatal start-up error: said on stderr, before any client is connected
+            open(args.log_file, "a", encoding="utf-8").close()
+        except OSError as e:
+            print(f"alpine-lsp: cannot write --log-file {args.log_file}: {e}", file=sys.stderr)
+            return 2
     from alpine_lsp.server.app import run
 
-    return run(tcp=(host, port) if args.tcp else None, log_file=args.log_file, verbose=args.verbose)
+    return run(
+        tcp=(host, port) if args.tcp else None,
+        log_file=args.log_file,
+        verbose=args.verbose,
+        log_level=args.log_level,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,6 +21,7 @@ import numpy as np
 from ..index import IndexStore, Match
 from ..parsing import Function
 from ..parsing.clones import MIN_TOKENS, CloneKeys, clone_keys
+from .fmt import similarity
 
 log = logging.getLogger(__name__)
 
@@ -163,9 +164,7 @@ def merge(matches: list[Match], k: int) -> list[Match]:
 
 def score_text(m: Match) -> str:
     """Three digits, never rounded up to a perfect score it does not have (0.999, not 1.00)."""
-    s = min(max(m.score, -1.0), 1.0)
-    text = f"{np.floor(s * 1000) / 1000:.3f}"
-    return text
+    return similarity(m.score)
 
 
 def describe(m: Match, where: str) -> str:

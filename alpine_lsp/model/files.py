@@ -32,10 +32,11 @@ from .bounds import (
     check_tokenizer,
     read_bounded_json,
 )
+from .encoder import KINDS, EncoderConfig
 from .lexical import JSON_NAME as LEXICAL_JSON
 from .lexical import WEIGHTS_NAME as LEXICAL_WEIGHTS
 from .lexical import LexicalModel
-from .network import ENCODERS, AlpineNetwork
+from .network import AlpineNetwork
 from .score import ModelLoadError
 from .tokenize import WHITESPACE, CodeTokenizer
 
@@ -177,7 +178,7 @@ def read_dir(path: str | os.PathLike) -> tuple[AlpineNetwork, CodeTokenizer, Mod
     meta = read_meta(p)
     cfg_d = _read_json(p / "config.json")
     kind = cfg_d.get("model_type")
-    if kind not in ENCODERS:
+    if kind not in KINDS:
         raise ModelLoadError(f"{p / 'config.json'}: model_type {kind!r} is not bert or roberta")
     # Untrusted input: sizes, the weights file and every regex checked before anything is built.
     check_config(cfg_d, p / "config.json", meta.embed_dim, meta.max_tokens)
@@ -185,9 +186,10 @@ def read_dir(path: str | os.PathLike) -> tuple[AlpineNetwork, CodeTokenizer, Mod
     if weights.stat().st_size > 4 * MAX_PARAMETERS + (1 << 20):
         raise ModelLoadError(f"{weights} is larger than any model this server loads")
     check_tokenizer(p / "tokenizer.json")
-    try:
-        config = ENCODERS[kind][0].from_dict(cfg_d)
-        net = AlpineNetwork.from_config(config, meta.embed_dim)
+    try:  # the plain-torch encoder (encoder.py): no transformers import at run time
+        config = EncoderConfig.from_dict(cfg_d)
+        with torch.device("meta"):  # no random init of weights that are replaced at once
+            net = AlpineNetwork.from_config(config, meta.embed_dim)
     except (TypeError, ValueError) as e:
         raise ModelLoadError(f"{p / 'config.json'}: {e}") from None
     try:
@@ -196,7 +198,7 @@ def read_dir(path: str | os.PathLike) -> tuple[AlpineNetwork, CodeTokenizer, Mod
         raise ModelLoadError(f"{p / 'model.safetensors'} is damaged or truncated: {e}") from None
     state = {k: v.float() for k, v in state.items()}
     try:
-        net.load_state_dict(state, strict=True)
+        net.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as e:
         first = str(e).strip().splitlines()
         detail = "; ".join(line.strip() for line in first[:4])

@@ -7,18 +7,23 @@ pays for one encoder pass per changed function.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import BertConfig, BertModel, PretrainedConfig, RobertaConfig, RobertaModel
 
 from ..pruning import AlpineOutput, PruningConfig, encode
+from .encoder import Encoder, EncoderConfig
 
-ENCODERS: dict[str, tuple[type[PretrainedConfig], type[nn.Module]]] = {
-    "bert": (BertConfig, BertModel),
-    "roberta": (RobertaConfig, RobertaModel),
-}
+
+def __getattr__(name: str) -> Any:
+    # transformers' classes, for training only: loading a model directory needs none of them.
+    if name == "ENCODERS":
+        from transformers import BertConfig, BertModel, RobertaConfig, RobertaModel
+
+        return {"bert": (BertConfig, BertModel), "roberta": (RobertaConfig, RobertaModel)}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
@@ -43,11 +48,16 @@ class AlpineNetwork(nn.Module):
         self.embed_head = nn.Linear(width, embed_dim)
 
     @classmethod
-    def from_config(cls, config: PretrainedConfig, embed_dim: int = 256) -> AlpineNetwork:
+    def from_config(cls, config: Any, embed_dim: int = 256) -> AlpineNetwork:
+        """An `EncoderConfig` gives the plain-torch encoder (loading, scoring); a transformers
+        config gives transformers' BertModel/RobertaModel (training from one)."""
+        if isinstance(config, EncoderConfig):
+            return cls(Encoder(config), embed_dim)
         kind = getattr(config, "model_type", None)
-        if kind not in ENCODERS:
+        encoders = __getattr__("ENCODERS")
+        if kind not in encoders:
             raise ValueError(f"model_type {kind!r} is not supported (bert or roberta)")
-        encoder = ENCODERS[kind][1](config, add_pooling_layer=False)
+        encoder = encoders[kind][1](config, add_pooling_layer=False)
         return cls(encoder, embed_dim)
 
     def forward(

@@ -8,6 +8,7 @@ from tree_sitter import Tree
 
 from .functions import Function, functions_from_tree
 from .languages import get_parser, normalize_language
+from .preproc import mask
 from .text import LineIndex, encode, ts_point, ts_point_after
 
 
@@ -50,6 +51,7 @@ class ParsedDocument:
         self._tree: Tree | None = None
         self._parsed = False  # whether _tree matches _text
         self._functions: list[Function] | None = None
+        self._masked: tuple[tuple[int, int], ...] = ()  # blanked #if branches (C, C++)
 
     @property
     def text(self) -> str:
@@ -105,6 +107,8 @@ class ParsedDocument:
         self._index = None
         self._functions = None
         self._parsed = False
+        if self._masked:  # where the blanks are after this edit, if it left them alone
+            self._masked = _shift(self._masked, start_byte, old_end_byte, len(inserted))
         if self._tree is not None:
             start_point = ts_point(old_data, start_byte)
             self._tree.edit(
@@ -120,15 +124,21 @@ class ParsedDocument:
         if self._parsed and self._tree is not None:
             return
         parser = get_parser(self.language)
+        data = self._data
         tree = None
+        if self.language in ("c", "cpp"):  # one configuration: see preproc.py
+            data, masked = mask(data)
+            if masked != self._masked:
+                self._tree = None  # blanks moved outside the edit: reuse would be stale
+            self._masked = masked
         if self._tree is not None:
-            tree = parser.parse(self._data, old_tree=self._tree)
+            tree = parser.parse(data, old_tree=self._tree)
             # Error recovery after incremental edits can depend on the edit history; a fresh
             # parse keeps function boundaries (and hashes) a function of the text alone.
             if tree is not None and tree.root_node.has_error:
                 tree = None
         if tree is None:
-            tree = parser.parse(self._data)
+            tree = parser.parse(data)
         self._tree = tree
         self._parsed = True
 
@@ -140,6 +150,23 @@ class ParsedDocument:
                 assert self._tree is not None
                 self._functions = functions_from_tree(self._tree, self.language, self._line_index())
             return list(self._functions)
+
+
+def _shift(
+    ranges: tuple[tuple[int, int], ...], start: int, old_end: int, new_len: int
+) -> tuple[tuple[int, int], ...]:
+    """Blanked ranges moved by an edit of [start, old_end) to new_len bytes. A range the edit
+    touches cannot be predicted: then a marker that never equals a real mask."""
+    delta = new_len - (old_end - start)
+    out = []
+    for a, b in ranges:
+        if b < start:
+            out.append((a, b))
+        elif a > old_end:
+            out.append((a + delta, b + delta))
+        else:
+            return ((-1, -1),)
+    return tuple(out)
 
 
 def extract_functions(text: str, language: str) -> list[Function]:

@@ -129,6 +129,14 @@ _C_NAME_TYPES = frozenset(
     }
 )
 _SIMPLE_MEMBER = re.compile(r"[\w$#.]+")
+# A C/C++ "function" with one of these names is a fragment tree-sitter recovered from broken
+# syntax (`else if (x) {...}` parses as a function named `if`), never a definition.
+_C_KEYWORDS = frozenset(
+    "if else while for do switch case default return sizeof goto break continue typedef "
+    "struct union enum static extern const volatile register inline restrict auto signed "
+    "unsigned alignof _Alignof _Generic _Static_assert static_assert decltype noexcept throw "
+    "try catch typeid new delete co_return co_await co_yield".split()
+)
 
 
 @dataclass(frozen=True)
@@ -225,6 +233,8 @@ class _Extractor:
         if decl is None or decl.type not in _C_NAME_TYPES:
             return None
         short = self.compact(decl)
+        if short.rsplit("::", 1)[-1] in _C_KEYWORDS:
+            return None
         target = decl
         while target.type in ("qualified_identifier", "template_function", "template_method"):
             inner = target.child_by_field_name("name")
@@ -365,6 +375,8 @@ class _Extractor:
     ) -> tuple[Function | None, _Context]:
         """The Function for a candidate node, and the context its nested functions see."""
         info = self._describe(node, parent, holder)
+        if info is not None and self.language == "c" and outer.nearest == "other":
+            info = None  # C has no nested functions: a fragment of a split statement
         if info is None:
             return None, outer  # anonymous: nested functions are named as if it were absent
         kind = info.kind

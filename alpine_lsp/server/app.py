@@ -83,6 +83,10 @@ class AlpineServer(LanguageServer):
         self.exit_code = 0  # stdin closing without `exit` (the client vanished) is not an error
         self.user_model: str | None = None  # alpine.model from initializationOptions
         self.allow_workspace_model = False
+        self.log_handler = None  # logs.ClientLogHandler, set by run()
+        from .refresh import Refresher
+
+        self.refresher = Refresher(self)
 
     # Called on the worker thread: hop to the event loop before touching the connection.
     def _on_result(self, result: DocumentResult) -> None:
@@ -93,6 +97,7 @@ class AlpineServer(LanguageServer):
         from .diagnostics import publish
 
         publish(self, result)
+        self.refresher.delivered(result)
         for _version, fut in self.waiters.pop(result.uri, []):
             if not fut.done():
                 fut.set_result(result)
@@ -104,11 +109,9 @@ class AlpineServer(LanguageServer):
             self.loop.call_soon_threadsafe(model_done, self, holder)
 
     def log(self, message: str, kind: types.MessageType = types.MessageType.Info) -> None:
-        log.log(logging.ERROR if kind == types.MessageType.Error else logging.INFO, message)
-        try:
-            self.window_log_message(types.LogMessageParams(type=kind, message=message))
-        except Exception:  # no connection yet, or it is gone
-            pass
+        """A line for the client's log: the log handler (logs.py) sends it as logMessage."""
+        level = {types.MessageType.Error: logging.ERROR, types.MessageType.Warning: logging.WARNING}
+        log.log(level.get(kind, logging.INFO), message)
 
     def show(self, message: str, kind: types.MessageType = types.MessageType.Warning) -> None:
         self.log(message, kind)
@@ -136,20 +139,16 @@ def build() -> AlpineServer:
 
 
 def run(
-    tcp: tuple[str, int] | None = None, log_file: str | None = None, verbose: bool = False
+    tcp: tuple[str, int] | None = None,
+    log_file: str | None = None,
+    verbose: bool = False,
+    log_level: str = "info",
 ) -> int:
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if log_file:
-        handlers.append(logging.FileHandler(log_file))
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        handlers=handlers,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # pygls logs every message at INFO: keep that for --verbose only.
-    logging.getLogger("pygls").setLevel(logging.DEBUG if verbose else logging.WARNING)
-    tune_allocator()
+    from . import logs
+
     server = build()
+    logs.setup(server, "debug" if verbose else log_level, log_file)
+    tune_allocator()
 
     def terminate(signum, frame) -> None:  # SIGTERM: leave cleanly, caches closed
         log.info("signal %s: exiting", signum)
@@ -164,7 +163,7 @@ def run(
         log.error("%s", e)
         code = 2
     except Exception:
-        log.exception("server stopped by an error")
+        log.critical("server stopped by an error", exc_info=True)  # stderr too: fatal
     finally:
         _leave(server, code)
     return code

@@ -9,11 +9,12 @@ from pygls.exceptions import JsonRpcInvalidParams
 
 from ..engine.similar import lens_title
 from .app import AlpineServer, log
-from .diagnostics import name_range
+from .diagnostics import name_range, wait_current
 from .hover import function_at
 
 SHOW_SIMILAR = "alpine.showSimilar"
 INDEX_TOKEN: dict[str, str | None] = {"token": None}
+LENS_WAIT_S = 60.0  # past this a lens request answers with what there is
 
 
 def _locations(fr) -> list[types.Location]:
@@ -31,8 +32,11 @@ def _locations(fr) -> list[types.Location]:
 
 def register(server: AlpineServer) -> None:
     @server.feature(types.TEXT_DOCUMENT_CODE_LENS)
-    def code_lens(ls: AlpineServer, params: types.CodeLensParams) -> list[types.CodeLens]:
+    async def code_lens(ls: AlpineServer, params: types.CodeLensParams) -> list[types.CodeLens]:
         uri = params.text_document.uri
+        # Asked right after didOpen (Neovim, VS Code), the answer waits for the first result,
+        # as a pulled diagnostic does, instead of being an empty list until the next edit.
+        await wait_current(ls, uri, timeout=LENS_WAIT_S)
         state = ls.engine.docs.get(uri)
         if state is None or state.result is None or state.parsed is None:
             return []

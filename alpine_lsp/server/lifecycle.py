@@ -31,6 +31,8 @@ def register(server: AlpineServer) -> None:
     @server.feature(types.INITIALIZE)
     def initialize(ls: AlpineServer, params: types.InitializeParams) -> None:
         ls.loop = asyncio.get_running_loop() if _has_loop() else ls.loop
+        if ls.log_handler is not None:  # logMessage is allowed from here on
+            ls.log_handler.connect()
         _caps(ls, params)
         ls.settings, errors = parse_settings(params.initialization_options)
         ls.engine.settings = ls.settings
@@ -141,13 +143,10 @@ def apply_settings(ls: AlpineServer, raw) -> None:
 
 
 def refresh(ls: AlpineServer) -> None:
-    """Ask pull clients to pull again; push clients get new results from the engine."""
-    caps = ls.client_capabilities.workspace
-    if ls.pull and caps and caps.diagnostics and caps.diagnostics.refresh_support:
-        try:
-            ls.workspace_diagnostic_refresh(None)
-        except Exception:
-            pass
+    """Ask pull clients to pull again (lenses too); push clients get new results anyway."""
+    from .refresh import refresh_all
+
+    refresh_all(ls)
 
 
 def _begin_progress(ls: AlpineServer, title: str) -> None:

@@ -39,6 +39,7 @@ def register(server: AlpineServer) -> None:
     def did_close(ls: AlpineServer, params: types.DidCloseTextDocumentParams) -> None:
         uri = params.text_document.uri
         ls.engine.close(uri)
+        ls.refresher.forget(uri)
         if not ls.pull:  # a closed file's defect hints go; its index entries stay
             ls.text_document_publish_diagnostics(
                 types.PublishDiagnosticsParams(uri=uri, diagnostics=[])

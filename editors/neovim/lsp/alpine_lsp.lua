@@ -184,6 +184,40 @@ local function on_attach(client, bufnr)
   end
 end
 
+-- Neovim 0.11 neither declares nor handles workspace/codeLens/refresh and
+-- workspace/diagnostic/refresh. The server sends them when results change
+-- without an edit (model loaded, workspace indexed, settings changed), so
+-- declare them here and pull again for every buffer the client is attached to.
+local function attached_buffers(client_id)
+  local client = vim.lsp.get_client_by_id(client_id)
+  if not client then
+    return {}
+  end
+  return vim.tbl_keys(client.attached_buffers or {})
+end
+
+local handlers = {
+  ['workspace/codeLens/refresh'] = function(_, _, ctx)
+    for _, bufnr in ipairs(attached_buffers(ctx.client_id)) do
+      if vim.api.nvim_buf_is_loaded(bufnr) then
+        pcall(vim.lsp.codelens.refresh, { bufnr = bufnr })
+      end
+    end
+    return vim.NIL
+  end,
+  ['workspace/diagnostic/refresh'] = function(_, _, ctx)
+    local client = vim.lsp.get_client_by_id(ctx.client_id)
+    for _, bufnr in ipairs(attached_buffers(ctx.client_id)) do
+      if client and vim.api.nvim_buf_is_loaded(bufnr) then
+        request(client, 'textDocument/diagnostic', {
+          textDocument = vim.lsp.util.make_text_document_params(bufnr),
+        }, vim.lsp.diagnostic.on_diagnostic, bufnr)
+      end
+    end
+    return vim.NIL
+  end,
+}
+
 local settings = default_settings()
 
 ---@type vim.lsp.Config
@@ -216,4 +250,11 @@ return {
     ['alpine.showSimilar'] = show_similar,
   },
   on_attach = on_attach,
+  handlers = handlers,
+  capabilities = {
+    workspace = {
+      codeLens = { refreshSupport = true },
+      diagnostics = { refreshSupport = true },
+    },
+  },
 }

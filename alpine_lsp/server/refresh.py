@@ -1,0 +1,113 @@
+"""`workspace/codeLens/refresh` and `workspace/diagnostic/refresh`, when the client has them.
+
+A client asks for lenses and pulled diagnostics when *it* sees a reason (open, edit); results
+that change without an edit (the model finished loading, the workspace index is done, a
+setting or a file on disk changed) reach it only if the server asks it to pull again. One
+request covers every open document, so requests are coalesced: at most one per DELAY_S.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .app import log
+
+if TYPE_CHECKING:
+    from ..engine.engine import DocumentResult
+    from .app import AlpineServer
+
+DELAY_S = 0.25
+
+
+def supports(ls: AlpineServer) -> tuple[bool, bool]:
+    """(code lens refresh, diagnostic refresh) as the client declared them."""
+    ws = ls.client_capabilities.workspace if ls.client_capabilities else None
+    lens = bool(ls.code_lens and ws and ws.code_lens and ws.code_lens.refresh_support)
+    diag = bool(ls.pull and ws and ws.diagnostics and ws.diagnostics.refresh_support)
+    return lens, diag
+
+
+def _lens_key(result: DocumentResult) -> tuple:
+    return tuple((fr.function.start_line, len(fr.similar)) for fr in result.functions)
+
+
+def _diag_key(result: DocumentResult) -> tuple:
+    return (
+        result.scored,
+        result.file_ignored,
+        tuple(
+            (
+                fr.function.start_line,
+                fr.flagged,
+                None if fr.score is None else round(fr.score.probability, 2),
+                tuple((m.uri, m.start_line, round(m.score, 3)) for m in fr.similar),
+            )
+            for fr in result.functions
+        ),
+    )
+
+
+class Refresher:
+    """Remembers what each document last showed; asks for a pull when that changed."""
+
+    def __init__(self, ls: AlpineServer) -> None:
+        self.ls = ls
+        self.shown: dict[str, tuple[int | None, tuple, tuple]] = {}
+        self.want = {"lens": False, "diag": False}
+        self.pending = False
+        self.sent = {"lens": 0, "diag": 0}
+
+    def delivered(self, result: DocumentResult) -> None:
+        """On the event loop, for every published result."""
+        lens_ok, diag_ok = supports(self.ls)
+        if not (lens_ok or diag_ok):
+            return
+        lens, diag = _lens_key(result), _diag_key(result)
+        before = self.shown.get(result.uri)
+        self.shown[result.uri] = (result.version, lens, diag)
+        if before is None:
+            # First result after didOpen: lenses asked for at open may predate it; a pulled
+            # diagnostic waits for it (diagnostics.wait_current), so needs no refresh.
+            self.ask(lens=lens_ok and any(n for _, n in lens))
+            return
+        version, old_lens, old_diag = before
+        # After an edit the client pulls diagnostics itself; only a change at the same version
+        # (model ready, index done, settings, another file) needs asking.
+        diag_changed = diag != old_diag and version == result.version
+        self.ask(lens=lens_ok and lens != old_lens, diag=diag_ok and diag_changed)
+
+    def forget(self, uri: str) -> None:
+        self.shown.pop(uri, None)
+
+    def ask(self, lens: bool = False, diag: bool = False) -> None:
+        self.want["lens"] |= lens
+        self.want["diag"] |= diag
+        loop = self.ls.loop
+        if self.pending or not (self.want["lens"] or self.want["diag"]) or loop is None:
+            return
+        self.pending = True
+        loop.call_later(DELAY_S, self._send)
+
+    def _send(self) -> None:
+        self.pending = False
+        if self.ls.shut_down:
+            return
+        lens, diag = self.want["lens"], self.want["diag"]
+        self.want = {"lens": False, "diag": False}
+        try:  # no callback: the answer is null, and an error answer changes nothing here
+            if lens:
+                self.ls.workspace_code_lens_refresh(None)
+                self.sent["lens"] += 1
+            if diag:
+                self.ls.workspace_diagnostic_refresh(None)
+                self.sent["diag"] += 1
+        except Exception as e:  # the connection is gone
+            log.debug("refresh request not sent: %s", e)
+
+
+def refresh_all(ls: AlpineServer) -> None:
+    """Ask for everything again (settings changed: severity, threshold...)."""
+    lens_ok, diag_ok = supports(ls)
+    refresher: Refresher | None = getattr(ls, "refresher", None)
+    if refresher is not None:
+        refresher.ask(lens=lens_ok, diag=diag_ok)
