@@ -16,6 +16,8 @@ COMMANDS: dict[tuple[str, ...], str] = {
     ("train", "lexical"): "alpine_lsp.train.lexical",
     ("eval", "defect"): "alpine_lsp.train.eval_defect",
     ("eval", "clone"): "alpine_lsp.train.eval_clone",
+    ("eval", "lines"): "alpine_lsp.train.eval_lines",
+    ("train", "cwe"): "alpine_lsp.train.cwe",
     ("bench", "pruning"): "alpine_lsp.bench.pruning",
     ("bench", "lsp"): "alpine_lsp.bench.lsp",
     ("bench", "index"): "alpine_lsp.bench.index",
@@ -29,6 +31,8 @@ USAGE = """usage: alpine-lsp [--stdio | --tcp HOST:PORT] [--log-file F] [-v]
        alpine-lsp train defect --data DIR --out DIR [...]
        alpine-lsp train lexical --model DIR --data DIR [--out DIR]
        alpine-lsp eval defect|clone --model DIR --data DIR [--json]
+       alpine-lsp eval lines [--model DIR] [--data-root ../shared/data] [--json F]
+       alpine-lsp train cwe [--model DIR] [--data-root ../shared/data] [--out DIR]
        alpine-lsp bench pruning|lsp|index|soak|all [--json]
        alpine-lsp --version"""
 

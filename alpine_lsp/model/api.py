@@ -13,8 +13,10 @@ import numpy as np
 import torch
 
 from ..pruning import PruningConfig, encoder_flops
+from .cwe import CweHead, read_cwe
 from .files import BUNDLED_DIR, Fusion, read_dir, read_lexical
 from .lexical import LexicalModel
+from .lines import row_lines
 from .network import AlpineNetwork
 from .score import FunctionScore, ModelLoadError
 from .tokenize import CodeTokenizer
@@ -54,8 +56,10 @@ class AlpineModel:
         device: torch.device,
         lexical: LexicalModel | None = None,
         fusion: Fusion | None = None,
+        cwe: CweHead | None = None,
     ) -> None:
         self.net = net
+        self.cwe = cwe
         self.lexical = lexical
         self.fusion = fusion
         # Off only to measure the encoder alone (eval defect); the server always fuses.
@@ -138,9 +142,16 @@ class AlpineModel:
 
     # -- scoring ----------------------------------------------------------------------------
     def score(
-        self, codes: list[str], language: str = "c", explain: bool = False
+        self,
+        codes: list[str],
+        language: str = "c",
+        explain: bool = False,
+        lines: bool | None = None,
     ) -> list[FunctionScore]:
         """Score functions in length-sorted batches; results come back in input order.
+
+        With `explain`, results also carry the tokens and (unless `lines` is False) the ranked
+        lines the encoder attended to, from the same forward pass, and the CWE guess.
 
         `language` is accepted for the API's stability; the bundled model reads every language
         with one vocabulary.
@@ -151,7 +162,8 @@ class AlpineModel:
         if not codes:
             return []
         order = sorted(range(len(codes)), key=lambda i: len(codes[i]))
-        cfg = replace(self.pruning, track_scores=explain)
+        want_lines = explain if lines is None else bool(lines)
+        cfg = replace(self.pruning, track_scores=explain, track_lines=want_lines)
         enc = self.net.encoder.config
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
@@ -173,6 +185,11 @@ class AlpineModel:
             scores = out.alpine.scores.float().cpu().numpy() if explain else None
             first = out.alpine.first_scores
             first = first.float().cpu().numpy() if explain and first is not None else None
+            per_tok = out.alpine.token_scores
+            per_tok = per_tok.float().cpu().numpy() if want_lines and per_tok is not None else None
+            cwes = None
+            if explain and self.cwe is not None:
+                cwes = self.cwe.top(embs, [codes[i] for i in idx])
             for row, i in enumerate(idx):
                 lens = [int(x) for x in lengths[row]]
                 top: list[tuple[str, float]] = []
@@ -198,6 +215,14 @@ class AlpineModel:
                     ms=ms,
                     parts={k: float(v[row]) for k, v in parts.items()},
                     lexical_terms=terms[row],
+                    lines=(
+                        row_lines(
+                            codes[i], batch.offsets[row], per_tok[row], self.tokenizer.whitespace
+                        )
+                        if per_tok is not None
+                        else []
+                    ),
+                    cwe=cwes[row] if cwes is not None else [],
                 )
         return results  # type: ignore[return-value]
 
@@ -262,8 +287,11 @@ def load_model(
     dev = pick_device(device)
     net, tok, meta, digest = read_dir(where)
     lexical, fusion, lex_digest = read_lexical(where, meta)
+    cwe, cwe_digest = read_cwe(where, meta.embed_dim)
     if dev.type == "cuda":
         net = net.half()
-    model = AlpineModel(net.to(dev), tok, meta, digest + lex_digest, where, dev, lexical, fusion)
+    model = AlpineModel(
+        net.to(dev), tok, meta, digest + lex_digest + cwe_digest, where, dev, lexical, fusion, cwe
+    )
     model.configure(pruning=pruning, max_tokens=max_tokens)
     return model

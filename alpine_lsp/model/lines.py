@@ -1,0 +1,129 @@
+"""Line ranking: which source lines of a function the encoder attended to most.
+
+The encoder already scores every token at each pruning layer (the attention it received); the
+pruning bookkeeping spreads a merged token's score over the tokens it stands for
+(`AlpineOutput.token_scores`). Here those per-token scores are summed over layers and tokens
+onto the lines of the ORIGINAL function text. The tokenizer reads whitespace-collapsed text, so
+its character offsets are mapped back through the collapse first. No torch here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import numpy as np
+
+_SPACE = re.compile(r"\s+")
+# Line breaks as LSP counts them (engine/positions.py), so line numbers agree with the editor.
+_EOL = re.compile(r"\r\n|\r|\n")
+
+# Lines shown per function (hover, relatedInformation, JSON).
+MAX_LINES = 10
+
+
+def collapse_map(code: str) -> tuple[str, np.ndarray]:
+    """The whitespace-collapsed text (as `normalize_code(..., "collapse")`) and, for each of its
+    characters, the index of the character it came from in `code` (a collapsed space maps to the
+    first character of its whitespace run)."""
+    out: list[str] = []
+    src: list[int] = []
+    pos = 0
+    for m in _SPACE.finditer(code):
+        a, b = m.span()
+        if a > pos:
+            out.append(code[pos:a])
+            src.extend(range(pos, a))
+        if a > 0 and b < len(code):  # runs at either edge are stripped
+            out.append(" ")
+            src.append(a)
+        pos = b
+    if pos < len(code):
+        out.append(code[pos:])
+        src.extend(range(pos, len(code)))
+    return "".join(out), np.asarray(src, dtype=np.int64)
+
+
+def line_starts(code: str) -> np.ndarray:
+    """Character offset at which each line of `code` starts (line 1 at offset 0)."""
+    return np.asarray([0] + [m.end() for m in _EOL.finditer(code)], dtype=np.int64)
+
+
+def token_lines(
+    code: str, offsets: Sequence[tuple[int, int]], whitespace: str = "collapse"
+) -> np.ndarray:
+    """1-based line (within `code`) of each token, from the tokenizer's offsets into the text the
+    model read. A token's line is that of its first non-space character; 0 if it has none."""
+    if whitespace == "collapse":
+        text, src = collapse_map(code)
+    else:
+        text, src = code, np.arange(len(code), dtype=np.int64)
+    starts = line_starts(code)
+    out = np.zeros(len(offsets), dtype=np.int64)
+    for i, (a, b) in enumerate(offsets):
+        while a < b and text[a].isspace():  # byte-level BPE glues the preceding space on
+            a += 1
+        if a < b and a < len(src):
+            out[i] = int(np.searchsorted(starts, src[a], side="right"))
+    return out
+
+
+def rank_lines(
+    lines: np.ndarray, scores: np.ndarray, limit: int = MAX_LINES
+) -> list[tuple[int, float]]:
+    """Lines by the summed score of their tokens, highest first, with their share of the total
+    (shares of all lines sum to 1; only the first `limit` are returned). Ties go to the earlier
+    line."""
+    ok = lines > 0
+    if not ok.any():
+        return []
+    sums = np.bincount(lines[ok], weights=np.asarray(scores, dtype=np.float64)[ok])
+    total = float(sums.sum())
+    present = np.flatnonzero(np.bincount(lines[ok]))
+    if total <= 0:  # nothing attended (cannot happen with softmax): the earliest lines
+        return [(int(ln), 0.0) for ln in present[:limit]]
+    order = present[np.lexsort((present, -sums[present]))]
+    return [(int(ln), float(sums[ln] / total)) for ln in order[:limit]]
+
+
+def combine_layers(per_layer: np.ndarray, weights: Sequence[float] | None = None) -> np.ndarray:
+    """(P, L) per-layer token scores → (L,): a weighted sum over layers (equal by default)."""
+    if per_layer.ndim == 1:
+        return per_layer
+    if weights is None:
+        return per_layer.sum(axis=0)
+    w = np.asarray(weights, dtype=np.float64)[: per_layer.shape[0]]
+    return (per_layer[: len(w)] * w[:, None]).sum(axis=0)
+
+
+def function_lines(
+    code: str,
+    offsets: Sequence[tuple[int, int]],
+    per_layer: np.ndarray,
+    whitespace: str = "collapse",
+    weights: Sequence[float] | None = None,
+    limit: int = MAX_LINES,
+) -> list[tuple[int, float]]:
+    """Ranked (line, share) for one function. `per_layer` is (P, n) or (n,) over the content
+    tokens in `offsets` (specials already removed)."""
+    if not len(offsets):
+        return []
+    scores = combine_layers(np.asarray(per_layer, dtype=np.float64), weights)
+    return rank_lines(token_lines(code, offsets, whitespace), scores[: len(offsets)], limit)
+
+
+def row_lines(
+    code: str,
+    offsets: Sequence[tuple[int, int]],
+    per_layer_row: np.ndarray,
+    whitespace: str = "collapse",
+    weights: Sequence[float] | None = None,
+    limit: int = MAX_LINES,
+) -> list[tuple[int, float]]:
+    """`function_lines` from one row of `AlpineOutput.token_scores` (P, L): input position 0 is
+    the first special, content tokens follow it in `offsets` order."""
+    per = np.asarray(per_layer_row, dtype=np.float64)
+    if per.ndim == 1:
+        per = per[None, :]
+    per = per[:, 1 : 1 + len(offsets)]
+    return function_lines(code, offsets, per, whitespace, weights, limit)
