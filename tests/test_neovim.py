@@ -41,7 +41,9 @@ local params = vim.json.decode(table.concat(vim.fn.readfile(vim.env.ALPINE_NVIM_
 vim.opt.runtimepath:prepend(params.runtime)
 vim.lsp.config('alpine_lsp', {
   cmd = params.cmd,
-  settings = { alpine = { model = params.model, threshold = 0.0, debounceMs = 50 } },
+  settings = {
+    alpine = { model = params.model, threshold = 0.0, debounceMs = 50, lineHints = false },
+  },
 })
 vim.lsp.enable('alpine_lsp')
 

@@ -62,6 +62,9 @@ def _args(argv: list[str]) -> argparse.Namespace:
         "--similarity-threshold", type=float, help="cosine in [-1, 1] (default: the model's)"
     )
     ap.add_argument("--no-similar", action="store_true", help="skip similar-code hints")
+    ap.add_argument(
+        "--no-line-hints", action="store_true", help="defect-risk on the name, not the top line"
+    )
     ap.add_argument("--fail-on-findings", action="store_true", help="exit 1 if anything flagged")
     ap.add_argument("--model", help="model directory (default: the bundled model)")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -166,6 +169,7 @@ def run_check(args: argparse.Namespace) -> tuple[dict, int]:
     from ..index import IndexEntry, IndexStore
     from ..index.paths import cache_dir
     from ..parsing import extract_functions, file_ignored, language_for
+    from .defect_report import defect_json, doc_lines
 
     files, notes, missing = _files(args.paths, args.max_file_size)
     if missing:
@@ -225,7 +229,9 @@ def run_check(args: argparse.Namespace) -> tuple[dict, int]:
                 stats.add("errors")
                 skipped += 1
                 continue
-            per_file.append((path, language, functions, scores, file_ignored(text)))
+            per_file.append(
+                (path, language, functions, scores, file_ignored(text), doc_lines(text))
+            )
             stats.add("functions_parsed", len(functions))
             if index is not None and functions:
                 uri = path.resolve().as_uri()
@@ -241,7 +247,7 @@ def run_check(args: argparse.Namespace) -> tuple[dict, int]:
         names = {p.resolve().as_uri(): p for p, *_ in per_file}
         report_files = []
         flagged_any = False
-        for path, language, functions, scores, ignored_file in per_file:
+        for path, language, functions, scores, ignored_file, text_lines in per_file:
             uri = path.resolve().as_uri()
             rows = []
             for f, s in zip(functions, scores, strict=True):
@@ -289,6 +295,7 @@ def run_check(args: argparse.Namespace) -> tuple[dict, int]:
                             "flagged": flagged,
                             "ignored": ignored,
                             "similar": similar,
+                            "defect": defect_json(f, s, text_lines, not args.no_line_hints),
                         }
                     )
             if rows or args.all:
@@ -325,9 +332,13 @@ def to_text(report: dict) -> str:
     for f in report["files"]:
         for fn in f["functions"]:
             mark = "defect-risk" if fn["flagged"] else "ignored" if fn["ignored"] else "ok"
+            where = fn["start_line"]
+            said = ""
+            if fn["flagged"] and fn.get("defect"):
+                said = f": {fn['defect']['message']}"
+                where = fn["defect"]["lines"][0]["line"] if fn["defect"]["lines"] else where
             out.append(
-                f"{f['path']}:{fn['start_line']}: {mark} {fn['name']} "
-                f"p={fn['defect_probability']:.2f}"
+                f"{f['path']}:{where}: {mark} {fn['name']} p={fn['defect_probability']:.2f}{said}"
             )
             for s in fn["similar"]:
                 out.append(
@@ -361,6 +372,8 @@ def _md(text: str) -> str:
 
 
 def to_sarif(report: dict, root: Path | None = None) -> dict:
+    from .defect_report import cwe_taxonomy, sarif_defect
+
     root = (root or Path.cwd()).resolve()
     base = root.as_uri()
     base += "" if base.endswith("/") else "/"  # a base URI must end with a slash
@@ -384,19 +397,7 @@ def to_sarif(report: dict, root: Path | None = None) -> dict:
                 region.update(endLine=r["end_line"], endColumn=r["end_col"])
             loc = [{"physicalLocation": {"artifactLocation": artifact, "region": region}}]
             if fn["flagged"]:
-                results.append(
-                    {
-                        "ruleId": "defect-risk",
-                        "ruleIndex": 0,
-                        "level": "warning",
-                        "message": {
-                            "text": f"possible defect in {_md(fn['name'])} "
-                            f"(p={fn['defect_probability']:.2f})"
-                        },
-                        "locations": loc,
-                        "properties": {"defectProbability": fn["defect_probability"]},
-                    }
-                )
+                results.append(sarif_defect(fn, artifact, loc, _md))
             for s in fn["similar"]:
                 results.append(
                     {
@@ -434,6 +435,7 @@ def to_sarif(report: dict, root: Path | None = None) -> dict:
                         "rules": rules,
                     }
                 },
+                **({"taxonomies": [taxonomy]} if (taxonomy := cwe_taxonomy(results)) else {}),
                 "originalUriBaseIds": {SRCROOT: {"uri": base}},
                 "columnKind": "unicodeCodePoints",
                 "results": results,

@@ -16,10 +16,10 @@ from ..pruning import PruningConfig, encoder_flops
 from .cwe import CweHead, read_cwe
 from .files import BUNDLED_DIR, Fusion, read_dir, read_lexical
 from .lexical import LexicalModel
-from .lines import row_lines
+from .lines import position_words, row_lines
 from .network import AlpineNetwork
 from .score import FunctionScore, ModelLoadError
-from .tokenize import CodeTokenizer
+from .tokenize import CodeTokenizer, normalize_code
 
 # Offline by construction: nothing in this package may reach a model hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -194,13 +194,19 @@ class AlpineModel:
                 lens = [int(x) for x in lengths[row]]
                 top: list[tuple[str, float]] = []
                 top_layer = 0
+                words = None
+                if explain:  # whole identifiers for the explanation, never sub-word pieces
+                    text = normalize_code(codes[i], self.tokenizer.whitespace)
+                    words = position_words(text, batch.offsets[row])
                 if scores is not None:
-                    top = _top_tokens(batch.tokens[row], origins[row], scores[row])
+                    top = _top_tokens(batch.tokens[row], origins[row], scores[row], words=words)
                     top_layer = len(lens) - 1
                 if first is not None and len(top) < MIN_FOCUS_TOKENS:
                     # A narrow band can leave almost nothing at the last layer of a short
                     # function; then the first layer, which saw every token, says where it looked.
-                    early = _top_tokens(batch.tokens[row], np.arange(first.shape[1]), first[row])
+                    early = _top_tokens(
+                        batch.tokens[row], np.arange(first.shape[1]), first[row], words=words
+                    )
                     if len(early) > len(top):
                         top, top_layer = early, 1
                 results[i] = FunctionScore(
@@ -253,14 +259,17 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(x, -60, 60)))
 
 
-def _top_tokens(tokens: list[str], origins, scores, k: int = 5) -> list[tuple[str, float]]:
-    """The highest-scoring code tokens among those that survived to the last layer."""
+def _top_tokens(
+    tokens: list[str], origins, scores, k: int = 5, words: list[str] | None = None
+) -> list[tuple[str, float]]:
+    """The highest-scoring code tokens among those that survived to the last layer (as the whole
+    words they belong to, when `words` maps positions to them)."""
     picked: dict[str, float] = {}
     for pos in np.argsort(-scores):
         o = int(origins[pos])
         if o <= 0 or o >= len(tokens) - 1:  # merged token, padding, or a special
             continue
-        text = tokens[o].removeprefix("##").lstrip("Ġ")
+        text = words[o] if words is not None else tokens[o].removeprefix("##").lstrip("Ġ")
         if not text or set(text) <= PUNCT_ONLY or text in picked:
             continue
         picked[text] = float(scores[pos])

@@ -20,6 +20,16 @@ _EOL = re.compile(r"\r\n|\r|\n")
 
 # Lines shown per function (hover, relatedInformation, JSON).
 MAX_LINES = 10
+# Ranking adjustments measured by `eval lines` (MODEL.md): a line with a call counts double, and
+# the function's first line (its signature, which draws attention in every function) goes last.
+CALL_WEIGHT = 2.0
+_CALL = re.compile(r"[A-Za-z_\u00c0-\uffff][\w\u00c0-\uffff]*\s*\(")
+_NOT_CALL = re.compile(r"\b(?:if|for|while|switch|return|sizeof|catch|elif)\s*\($")
+
+
+def has_call(text: str) -> bool:
+    """Whether a source line calls something (`f(`, not `if (`)."""
+    return any(not _NOT_CALL.search(m.group(0)) for m in _CALL.finditer(text))
 
 
 def collapse_map(code: str) -> tuple[str, np.ndarray]:
@@ -69,20 +79,28 @@ def token_lines(
 
 
 def rank_lines(
-    lines: np.ndarray, scores: np.ndarray, limit: int = MAX_LINES
+    lines: np.ndarray, scores: np.ndarray, limit: int = MAX_LINES, code: str | None = None
 ) -> list[tuple[int, float]]:
     """Lines by the summed score of their tokens, highest first, with their share of the total
     (shares of all lines sum to 1; only the first `limit` are returned). Ties go to the earlier
-    line."""
+    line. With `code`, the adjustments above apply (calls weighted up, first line last)."""
     ok = lines > 0
     if not ok.any():
         return []
     sums = np.bincount(lines[ok], weights=np.asarray(scores, dtype=np.float64)[ok])
-    total = float(sums.sum())
     present = np.flatnonzero(np.bincount(lines[ok]))
+    last = np.zeros(len(sums), dtype=bool)
+    if code is not None:
+        text = _EOL.split(code)
+        for ln in present:
+            if ln - 1 < len(text) and has_call(text[ln - 1]):
+                sums[ln] *= CALL_WEIGHT
+        if len(present) > 1:
+            last[1] = present[0] == 1
+    total = float(sums.sum())
     if total <= 0:  # nothing attended (cannot happen with softmax): the earliest lines
         return [(int(ln), 0.0) for ln in present[:limit]]
-    order = present[np.lexsort((present, -sums[present]))]
+    order = present[np.lexsort((present, -sums[present], last[present]))]
     return [(int(ln), float(sums[ln] / total)) for ln in order[:limit]]
 
 
@@ -109,7 +127,8 @@ def function_lines(
     if not len(offsets):
         return []
     scores = combine_layers(np.asarray(per_layer, dtype=np.float64), weights)
-    return rank_lines(token_lines(code, offsets, whitespace), scores[: len(offsets)], limit)
+    lines = token_lines(code, offsets, whitespace)
+    return rank_lines(lines, scores[: len(offsets)], limit, code)
 
 
 def row_lines(
@@ -127,3 +146,28 @@ def row_lines(
         per = per[None, :]
     per = per[:, 1 : 1 + len(offsets)]
     return function_lines(code, offsets, per, whitespace, weights, limit)
+
+
+def _wordch(c: str) -> bool:
+    return c.isalnum() or c == "_"
+
+
+def position_words(text: str, offsets: Sequence[tuple[int, int]]) -> list[str]:
+    """Per model position (0 = the first special, then the content tokens), the whole word of the
+    normalised `text` that the token is part of: `DEBUGASSERT`, never the piece `ERT`. Specials
+    and whitespace-only tokens get ""."""
+    out = [""]
+    for a, b in offsets:
+        while a < b and text[a].isspace():
+            a += 1
+        if a >= b:
+            out.append("")
+            continue
+        if _wordch(text[a]):
+            while a > 0 and _wordch(text[a - 1]):
+                a -= 1
+            while b < len(text) and _wordch(text[b]):
+                b += 1
+        out.append(text[a:b].strip())
+    out.append("")
+    return out

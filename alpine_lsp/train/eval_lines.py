@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from math import comb
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 
 from ..model import ModelLoadError, load_model
-from ..model.lines import combine_layers, line_starts, rank_lines, token_lines
+from ..model.lines import combine_layers, has_call, line_starts, rank_lines, token_lines
 from .leaks import LINE_SETS, clean, load_rows
 
 KS = (1, 3, 5, 10)
@@ -80,28 +81,76 @@ def _forward(model, codes: list[str]) -> list[tuple[np.ndarray, np.ndarray, list
     return res
 
 
-def variants(per: np.ndarray, lines: np.ndarray, n_layers: int) -> dict[str, list[int]]:
+_PUNCT = set("()[]{};,.:+-*/%&|^!~<>=?\"'#\\@$`_")
+
+
+def _order(lines: np.ndarray, scores: np.ndarray) -> list[int]:
+    return [ln for ln, _ in rank_lines(lines, scores, 10_000)]
+
+
+def _by_line(lines: np.ndarray, scores: np.ndarray) -> dict[int, float]:
+    ok = lines > 0
+    sums = np.bincount(lines[ok], weights=np.asarray(scores, np.float64)[ok])
+    return {int(ln): float(sums[ln]) for ln in np.flatnonzero(np.bincount(lines[ok]))}
+
+
+def _rank_dict(d: dict[int, float]) -> list[int]:
+    return [ln for ln, _ in sorted(d.items(), key=lambda kv: (-kv[1], kv[0]))]
+
+
+def variants(
+    per: np.ndarray, lines: np.ndarray, toks: list[str], code: str, lexical=None
+) -> dict[str, list[int]]:
     """Rankings (lines, best first) that cost nothing beyond the forward pass."""
     out: dict[str, list[int]] = {}
     summed = combine_layers(per)
-    out["attention (shipped: sum over layers)"] = [
-        ln for ln, _ in rank_lines(lines, summed, 10_000)
+    out["shipped: attention x call, first line last"] = [
+        ln for ln, _ in rank_lines(lines, summed, 10_000, code)
     ]
+    out["attention, sum over layers"] = _order(lines, summed)
     for p in range(per.shape[0]):
-        out[f"attention, layer {p + 1} only"] = [ln for ln, _ in rank_lines(lines, per[p], 10_000)]
+        out[f"attention, layer {p + 1} only"] = _order(lines, per[p])
     w = np.arange(1, per.shape[0] + 1, dtype=np.float64)
-    out["attention, layer p weighted p"] = [
-        ln for ln, _ in rank_lines(lines, combine_layers(per, w), 10_000)
-    ]
+    out["attention, layer p weighted p"] = _order(lines, combine_layers(per, w))
     ok = lines > 0
     counts = np.bincount(lines[ok], minlength=int(lines.max(initial=0)) + 1).astype(np.float64)
-    mean = summed / np.maximum(counts[lines], 1)
-    out["attention, mean per token"] = [ln for ln, _ in rank_lines(lines, mean, 10_000)]
-    ranked = out["attention (shipped: sum over layers)"]
+    out["attention, mean per token"] = _order(lines, summed / np.maximum(counts[lines], 1))
+    ranked = out["attention, sum over layers"]
     out["attention, first line last"] = [ln for ln in ranked if ln != 1] + (
         [1] if 1 in ranked else []
     )
-    out["most tokens"] = [ln for ln, _ in rank_lines(lines, np.ones(len(lines)), 10_000)]
+    word = np.array([not set(t.lstrip("Ġ")) <= _PUNCT for t in toks], dtype=np.float64)
+    out["attention, word tokens only"] = _order(lines, summed * word)
+    text_lines = code.splitlines() if "\r" not in code else re.split(r"\r\n|\r|\n", code)
+    call = {
+        ln: has_call(text_lines[ln - 1]) if ln - 1 < len(text_lines) else False
+        for ln in set(lines[ok].tolist())
+    }
+    att = _by_line(lines, summed)
+    out["attention x 2 on lines with a call"] = _rank_dict(
+        {ln: v * (2.0 if call[ln] else 1.0) for ln, v in att.items()}
+    )
+    first_last = {
+        ln: v * (0.0 if ln == 1 else 1.0) + (1e-9 if ln == 1 else 0) for ln, v in att.items()
+    }
+    out["attention x call, first line last"] = _rank_dict(
+        {ln: v * (2.0 if call[ln] else 1.0) for ln, v in first_last.items()}
+    )
+    tokc = _by_line(lines, np.ones(len(lines)))
+    out["most tokens"] = _rank_dict(tokc)
+    out["rule: lines with a call, then most tokens"] = _rank_dict(
+        {ln: v + (1000.0 if call[ln] else 0.0) for ln, v in tokc.items()}
+    )
+    if lexical is not None:
+        lex = {}
+        for ln in att:
+            t = lexical.regex.findall(text_lines[ln - 1]) if ln - 1 < len(text_lines) else []
+            idx = [lexical.index[x] for x in t if x in lexical.index]
+            lex[ln] = float(np.clip(lexical.coef[idx] * lexical.idf[idx], 0, None).sum())
+        tot = sum(lex.values()) or 1.0
+        out["attention + lexical term weights"] = _rank_dict(
+            {ln: v + 0.5 * lex[ln] / tot for ln, v in att.items()}
+        )
     return out
 
 
@@ -119,17 +168,14 @@ def evaluate(model, rows: list[dict], batch_size: int = 16) -> dict:
             continue
         todo.append((code, cands, flaws))
     todo.sort(key=lambda t: len(t[0]))
-    n_layers = model.net.encoder.config.num_hidden_layers
     for start in range(0, len(todo), batch_size):
         part = todo[start : start + batch_size]
-        for (_code, cands, flaws), (per, lines, _) in zip(
+        for (code, cands, flaws), (per, lines, toks) in zip(
             part, _forward(model, [t[0] for t in part]), strict=True
         ):
             used += 1
-            methods = {
-                k: hits(full_order(v, cands), flaws)
-                for k, v in variants(per, lines, n_layers).items()
-            }
+            ranks = variants(per, lines, toks, code, model.lexical)
+            methods = {k: hits(full_order(v, cands), flaws) for k, v in ranks.items()}
             methods["random lines (expected)"] = random_expected(len(cands), len(flaws))
             for name, (at, rank) in methods.items():
                 acc = sums.setdefault(name, {f"top{k}": 0.0 for k in KS} | {"mean_rank": 0.0})
@@ -151,14 +197,15 @@ def render(results: dict) -> str:
         )
         rnd = r["methods"].get("random lines (expected)", {})
         out.append(
-            f"  {'method':40s} {'top1':>6s} {'top3':>6s} {'top5':>6s} {'top10':>6s} "
-            f"{'rank':>6s} {'top5/rnd':>8s}"
+            f"  {'method':44s} {'top1':>6s} {'top3':>6s} {'top5':>6s} {'top10':>6s} "
+            f"{'rank':>6s} {'top1/rnd':>8s} {'top5/rnd':>8s}"
         )
         for m, f in r["methods"].items():
             ratio = f["top5"] / rnd["top5"] if rnd.get("top5") else float("nan")
+            r1 = f["top1"] / rnd["top1"] if rnd.get("top1") else float("nan")
             out.append(
-                f"  {m:40s} {f['top1']:6.3f} {f['top3']:6.3f} {f['top5']:6.3f} {f['top10']:6.3f} "
-                f"{f['mean_rank']:6.2f} {ratio:8.2f}"
+                f"  {m:44s} {f['top1']:6.3f} {f['top3']:6.3f} {f['top5']:6.3f} {f['top10']:6.3f} "
+                f"{f['mean_rank']:6.2f} {r1:8.2f} {ratio:8.2f}"
             )
     return "\n".join(out)
 
@@ -168,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", help="model directory (default: the bundled model)")
     ap.add_argument("--data-root", default="../shared/data", help="folder holding the sets")
     ap.add_argument("--sets", default=",".join(LINE_SETS), help="comma-separated set names")
+    ap.add_argument("--split", default="test", choices=("train", "valid", "test"))
     ap.add_argument("--limit", type=int, default=0, help="at most this many rows per set (smoke)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", help="also write the figures to this file")
@@ -178,11 +226,16 @@ def main(argv: list[str] | None = None) -> int:
     except ModelLoadError as e:
         print(f"alpine-lsp eval lines: {e}", file=sys.stderr)
         return 2
-    results: dict = {"model": model.name, "pruning": model.pruning.to_dict(), "sets": {}}
+    results: dict = {
+        "split": args.split,
+        "model": model.name,
+        "pruning": model.pruning.to_dict(),
+        "sets": {},
+    }
     for name in [s.strip() for s in args.sets.split(",") if s.strip()]:
         d = Path(args.data_root) / name
         try:
-            rows = load_rows(d)["test"]
+            rows = load_rows(d)[args.split]
         except (FileNotFoundError, KeyError) as e:
             print(f"alpine-lsp eval lines: skipping {name}: {e}", file=sys.stderr)
             continue
