@@ -161,10 +161,10 @@ async def test_line_hints_off_puts_it_on_the_name_and_hover_lists_lines(tiny_mod
             for tok in re.findall(r"`([^`]+)`", why[1]):
                 assert re.search(rf"(?<!\w){re.escape(tok)}(?!\w)", SOURCE), tok
 
+        off_conf = conf(tiny_model_dir, lineHints=False)
+        client.set_configuration({"alpine": off_conf})  # Neovim answers workspace/configuration
         client.workspace_did_change_configuration(
-            types.DidChangeConfigurationParams(
-                settings={"alpine": conf(tiny_model_dir, lineHints=False)}
-            )
+            types.DidChangeConfigurationParams(settings={"alpine": off_conf})
         )
 
         async def on_names():

@@ -22,6 +22,7 @@ COMMANDS: dict[tuple[str, ...], str] = {
     ("bench", "lsp"): "alpine_lsp.bench.lsp",
     ("bench", "index"): "alpine_lsp.bench.index",
     ("bench", "soak"): "alpine_lsp.bench.soak",
+    ("bench", "lines"): "alpine_lsp.bench.lines",
     ("bench", "all"): "alpine_lsp.bench.all",
 }
 
@@ -33,7 +34,7 @@ USAGE = """usage: alpine-lsp [--stdio | --tcp HOST:PORT] [--log-file F] [-v]
        alpine-lsp eval defect|clone --model DIR --data DIR [--json]
        alpine-lsp eval lines [--model DIR] [--data-root ../shared/data] [--json F]
        alpine-lsp train cwe [--model DIR] [--data-root ../shared/data] [--out DIR]
-       alpine-lsp bench pruning|lsp|index|soak|all [--json]
+       alpine-lsp bench pruning|lsp|index|soak|lines|all [--json]
        alpine-lsp --version"""
 
 

@@ -70,11 +70,19 @@ def token_lines(
         text, src = code, np.arange(len(code), dtype=np.int64)
     starts = line_starts(code)
     out = np.zeros(len(offsets), dtype=np.int64)
-    for i, (a, b) in enumerate(offsets):
-        while a < b and text[a].isspace():  # byte-level BPE glues the preceding space on
-            a += 1
-        if a < b and a < len(src):
-            out[i] = int(np.searchsorted(starts, src[a], side="right"))
+    if not len(offsets) or not len(text):
+        return out
+    span = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
+    a, b = span[:, 0].clip(0, len(text)), span[:, 1].clip(0, len(text))
+    space = np.fromiter((c.isspace() for c in text), dtype=bool, count=len(text))
+    # Byte-level BPE glues the preceding space onto a token: step past it (vectorised).
+    while True:
+        step = (a < b) & space[np.minimum(a, len(text) - 1)]
+        if not step.any():
+            break
+        a = a + step
+    ok = (a < b) & (a < len(src))
+    out[ok] = np.searchsorted(starts, src[a[ok]], side="right")
     return out
 
 

@@ -24,7 +24,7 @@ from ..model import ModelLoadError, load_model
 from ..model.cwe import OTHER, CweHead, describe, terms
 from .leaks import CWE_SETS, clean, load_rows
 
-C_GRID = (0.3, 1.0, 3.0, 10.0, 30.0)
+C_GRID = (1.0, 10.0)
 FEATURES = ("embedding", "tfidf", "both")
 
 
@@ -39,7 +39,7 @@ def gather(data_root: Path, sets: list[str]) -> dict[str, list[tuple[str, str, s
     return out
 
 
-def fit_vocabulary(codes: list[str], min_df: int = 2, max_terms: int = 20_000):
+def fit_vocabulary(codes: list[str], min_df: int = 2, max_terms: int = 5_000):
     df: Counter = Counter()
     for c in codes:
         df.update(set(terms(c)))
@@ -58,6 +58,7 @@ def topk_accuracy(prob: np.ndarray, y: np.ndarray, k: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from scipy import sparse
     from sklearn.linear_model import LogisticRegression
 
     ap = argparse.ArgumentParser(prog="alpine-lsp train cwe", description=__doc__.split("\n")[0])
@@ -91,11 +92,16 @@ def main(argv: list[str] | None = None) -> int:
         return np.array([index.get(c, index[OTHER]) for _, c, _ in rows])
 
     t0 = time.perf_counter()
-    emb = {s: model.embed([c for c, _, _ in rows]) for s, rows in data.items()}
+    kinds = FEATURES if args.features == "best" else (args.features,)
+    emb = {}
+    if any(k != "tfidf" for k in kinds):
+        for s, rows in data.items():
+            emb[s] = model.embed([c for c, _, _ in rows])
+            print(f"embedded {s}: {len(rows)} rows, {time.perf_counter() - t0:.0f} s", flush=True)
     embed_s = time.perf_counter() - t0
     vocab, idf = fit_vocabulary([c for c, _, _ in data["train"]])
     head0 = CweHead(classes, "tfidf", np.zeros((0, 0)), np.zeros(0), vocab, idf, {})
-    tfidf = {s: head0.tfidf([c for c, _, _ in rows]) for s, rows in data.items()}
+    tfidf = {s: sparse.csr_matrix(head0.tfidf([c for c, _, _ in rows])) for s, rows in data.items()}
     y = {s: labels(rows) for s, rows in data.items()}
 
     def feats(kind: str, split: str) -> np.ndarray:
@@ -103,7 +109,9 @@ def main(argv: list[str] | None = None) -> int:
             return emb[split].astype(np.float64)
         if kind == "tfidf":
             return tfidf[split]
-        return np.concatenate([emb[split].astype(np.float64), tfidf[split]], axis=1)
+        return sparse.hstack(
+            [sparse.csr_matrix(emb[split].astype(np.float64)), tfidf[split]]
+        ).tocsr()
 
     prior = np.bincount(y["train"], minlength=len(classes)).astype(np.float64)
     report: dict = {
@@ -122,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         "top1_covered": topk_accuracy(maj[covered["test"]], y["test"][covered["test"]], 1),
     }
     fitted = {}
-    for kind in FEATURES:
+    for kind in kinds:
         best = None
         for c in C_GRID:
             clf = LogisticRegression(C=c, max_iter=2000)
@@ -131,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             v3 = topk_accuracy(pv, y["valid"], 3)
             if best is None or v3 > best[0]:
                 best = (v3, c, clf)
+            print(f"  {kind} C={c}: valid top-3 {v3:.3f}", flush=True)
         v3, c, clf = best
         pt = _full_proba(clf, feats(kind, "test"), len(classes))
         cov = covered["test"]
@@ -148,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
                 if (m := np.array([s == name for _, _, s in data["test"]])).any()
             },
         }
-    kind = max(FEATURES, key=lambda k: fitted[k][0]) if args.features == "best" else args.features
+    kind = max(kinds, key=lambda k: fitted[k][0])
     report["chosen"] = kind
     print(
         f"{len(classes) - 1} categories with >= {args.min_rows} training rows + other; rows "
@@ -193,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _full_proba(clf, x: np.ndarray, n_classes: int) -> np.ndarray:
     """predict_proba widened to every class (a class absent from train gets 0)."""
-    p = np.zeros((len(x), n_classes))
+    p = np.zeros((x.shape[0], n_classes))
     p[:, clf.classes_] = clf.predict_proba(x)
     return p
 

@@ -192,7 +192,7 @@ def render(results: dict) -> str:
     out = []
     for name, r in results["sets"].items():
         out.append(
-            f"\n{name}: {r['rows']} vulnerable test rows "
+            f"\n{name}: {r['rows']} vulnerable {results['split']} rows "
             f"({r['skipped_no_flaw_line']} without a flaw line skipped)"
         )
         rnd = r["methods"].get("random lines (expected)", {})
