@@ -264,6 +264,8 @@ def test_describe_line_uses_whole_names():
     assert describe_line("DEBUGASSERT(x > 0);") == "call to DEBUGASSERT"
     assert describe_line("}") == "" and describe_line("return 0;") == "return statement"
     assert describe_line('log("if (x) memcpy(a)"); // free(p)') == "call to log"
+    # A one-line function's header is not a call to itself.
+    assert describe_line("int one(int a) { return a + 1; }", ["a"], "one") == "return of a"
 
 
 def test_build_hint_never_points_past_the_document():

@@ -114,6 +114,8 @@ _KEYWORDS = _NOT_CALLS | {
     "string",
 }
 MAX_RELATED = 2
+# Below this the CWE head's best guess stays in the hover and JSON, out of the message.
+CWE_MIN = 0.25
 
 
 @dataclass
@@ -166,17 +168,19 @@ def parameters(function_text: str) -> list[str]:
     return names
 
 
-def describe_line(text: str, params: list[str] | None = None) -> str:
+def describe_line(text: str, params: list[str] | None = None, own: str = "") -> str:
     """A few words for what a source line does: 'memcpy with len from the caller', 'call to
     strcpy', 'write to buf[...]', 'condition on len'. Empty for a line without identifiers."""
     code = _STRING.sub('""', text)
     code = re.split(r"//|#(?!include)|/\*", code, maxsplit=1)[0]
     params = params or []
+    if own and "{" in code and own in code.split("{", 1)[0]:
+        code = code.split("{", 1)[1]  # a one-line function: say what its body does
     calls = []
     for m in _CALL.finditer(code):
         name = re.sub(r"\s+", "", m.group(1))
         last = re.split(r"\.|->|::", name)[-1]
-        if last in _NOT_CALLS or name in calls:
+        if last in _NOT_CALLS or name in calls or name == own:  # own: the function's header
             continue
         calls.append(name)
     idents = [w for w in _IDENT.findall(code) if w not in _KEYWORDS]
@@ -220,7 +224,7 @@ def build_hint(
     hint = DefectHint(probability=score.probability, cwes=list(score.cwe))
     if score.cwe:
         best, p = score.cwe[0]
-        if best != OTHER:
+        if best != OTHER and p >= CWE_MIN:
             hint.cwe, hint.cwe_probability, hint.cwe_name = best, p, describe(best)
     if not line_hints or not score.lines:
         return hint
@@ -242,7 +246,7 @@ def build_hint(
         end = len(text.rstrip())
         if end <= start:
             continue
-        words = describe_line(text[start:end], params)
+        words = describe_line(text[start:end], params, function.name)
         hint.lines.append(LineRef(doc_line, start, end, share, words))
     if hint.lines:
         hint.top = hint.lines[0]

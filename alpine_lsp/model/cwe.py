@@ -27,6 +27,7 @@ _TERM = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+|->|<<|>>|[\[\]()*&+\-<>=!%]")
 
 # Short names of the weaknesses the training data covers, written for people (hover, message).
 DESCRIPTIONS = {
+    "CWE-15": "external control of a system setting",
     "CWE-20": "improper input validation",
     "CWE-22": "path traversal",
     "CWE-78": "OS command injection",
@@ -62,8 +63,10 @@ DESCRIPTIONS = {
     "CWE-329": "predictable IV",
     "CWE-330": "insufficiently random values",
     "CWE-338": "weak random number generator",
+    "CWE-345": "unverified data authenticity",
     "CWE-352": "cross-site request forgery",
     "CWE-369": "divide by zero",
+    "CWE-398": "poor code quality",
     "CWE-400": "uncontrolled resource consumption",
     "CWE-401": "memory leak",
     "CWE-404": "resource not released",
