@@ -30,8 +30,6 @@ from tests.lsp_util import (
     with_pull,
 )
 
-pytestmark = pytest.mark.asyncio(loop_scope="function")
-
 # Tabs, CRLF, a non-ASCII identifier and an emoji before code on a line; a one-line function.
 SOURCE = (
     "#include <string.h>\r\n"
