@@ -249,3 +249,13 @@ def test_cache_round_trip_and_old_rows(tmp_path, tiny_model_dir):
     del old["lines"], old["cwe"]
     legacy = _from_row(prob, json.dumps(old), emb)
     assert legacy.lines == [] and legacy.cwe == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=list("ab ;\t\n\r\x0b\x0c\x1c\x85\xa0\u2003\u3000é🙂"), max_size=40))
+def test_collapse_map_any_whitespace(code):
+    text, src = collapse_map(code)
+    assert text == normalize_code(code, "collapse") and len(src) == len(text)
+    assert all(
+        code[i] == ch or (ch == " " and code[i].isspace()) for ch, i in zip(text, src, strict=True)
+    )

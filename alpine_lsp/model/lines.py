@@ -32,26 +32,35 @@ def has_call(text: str) -> bool:
     return any(not _NOT_CALL.search(m.group(0)) for m in _CALL.finditer(text))
 
 
+# What str.isspace() (and so the collapse's \s) counts as whitespace, as code points.
+_WS_POINTS = (9, 10, 11, 12, 13, 28, 29, 30, 31, 32, 0x85, 0xA0, 0x1680, 0x2028, 0x2029, 0x202F)
+_WS = np.array([*_WS_POINTS, 0x205F, 0x3000, *range(0x2000, 0x200B)], dtype=np.uint32)
+
+
+def _spaces(code: str) -> np.ndarray:
+    """Boolean whitespace mask of `code`, vectorised (this runs on every scored function)."""
+    points = np.frombuffer(code.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    return np.isin(points, _WS)
+
+
 def collapse_map(code: str) -> tuple[str, np.ndarray]:
     """The whitespace-collapsed text (as `normalize_code(..., "collapse")`) and, for each of its
     characters, the index of the character it came from in `code` (a collapsed space maps to the
     first character of its whitespace run)."""
-    out: list[str] = []
-    src: list[int] = []
-    pos = 0
-    for m in _SPACE.finditer(code):
-        a, b = m.span()
-        if a > pos:
-            out.append(code[pos:a])
-            src.extend(range(pos, a))
-        if a > 0 and b < len(code):  # runs at either edge are stripped
-            out.append(" ")
-            src.append(a)
-        pos = b
-    if pos < len(code):
-        out.append(code[pos:])
-        src.extend(range(pos, len(code)))
-    return "".join(out), np.asarray(src, dtype=np.int64)
+    text = _SPACE.sub(" ", code).strip()
+    if not code:
+        return text, np.zeros(0, dtype=np.int64)
+    sp = _spaces(code)
+    first = sp.copy()
+    first[1:] &= ~sp[:-1]  # the first character of each whitespace run
+    keep = ~sp | first
+    idx = np.flatnonzero(keep)
+    # Runs at either edge are stripped.
+    if len(idx) and sp[idx[0]]:
+        idx = idx[1:]
+    if len(idx) and sp[idx[-1]]:
+        idx = idx[:-1]
+    return text, idx.astype(np.int64)
 
 
 def line_starts(code: str) -> np.ndarray:
@@ -74,7 +83,7 @@ def token_lines(
         return out
     span = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
     a, b = span[:, 0].clip(0, len(text)), span[:, 1].clip(0, len(text))
-    space = np.fromiter((c.isspace() for c in text), dtype=bool, count=len(text))
+    space = _spaces(text)
     # Byte-level BPE glues the preceding space onto a token: step past it (vectorised).
     while True:
         step = (a < b) & space[np.minimum(a, len(text) - 1)]
