@@ -295,7 +295,12 @@ def run_check(args: argparse.Namespace) -> tuple[dict, int]:
                             "flagged": flagged,
                             "ignored": ignored,
                             "similar": similar,
-                            "defect": defect_json(f, s, text_lines, not args.no_line_hints),
+                            # Where to look and what it may be: flagged functions only.
+                            **(
+                                {"defect": defect_json(f, s, text_lines, not args.no_line_hints)}
+                                if flagged
+                                else {}
+                            ),
                         }
                     )
             if rows or args.all:
