@@ -39,7 +39,7 @@ vim.opt.runtimepath:prepend(params.runtime)
 vim.lsp.config('alpine_lsp', {
   cmd = params.cmd,
   settings = { alpine = {
-    model = params.model, threshold = 0.0, debounceMs = 50,
+    model = params.model, threshold = 0.0, debounceMs = 50, lineHints = false,
     similarity = { threshold = 0.9999 },
   } },
 })

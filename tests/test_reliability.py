@@ -140,6 +140,7 @@ def lsp_settings(model: Path, **extra) -> dict:
         "debounceMs": 20,
         "maxTokens": 32,
         "similarity": {"enabled": False},
+        "lineHints": False,  # name ranges pinned here; tests/test_line_hints.py has the lines
     }
     out.update(extra)
     return out

@@ -35,6 +35,7 @@ def settings(model: Path, **extra) -> dict:
         "threshold": 0.0,
         "debounceMs": 50,
         "similarity": {"enabled": False},
+        "lineHints": False,  # these tests pin the name range; tests/test_line_hints.py the lines
     }
     out.update(extra)
     return out

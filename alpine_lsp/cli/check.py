@@ -81,6 +81,9 @@ def _args(argv: list[str]) -> argparse.Namespace:
         "--similar", action="store_true", help="also report similar code (off by default)"
     )
     ap.add_argument("--no-similar", action="store_true", help=argparse.SUPPRESS)  # the default
+    ap.add_argument(
+        "--no-line-hints", action="store_true", help="defect-risk on the name, not the top line"
+    )
     ap.add_argument("--fail-on-findings", action="store_true", help="exit 1 if anything flagged")
     ap.add_argument("--model", help="model directory (default: the bundled model)")
     ap.add_argument(
@@ -202,10 +205,12 @@ class _Progress:
 
 
 def _light(functions: list, scores: list) -> tuple[list, list]:
+    """What the report still needs once a file is indexed. Function texts stay: the defect
+    hint words its top line from them (engine/hints.py)."""
     from dataclasses import replace
 
     return (
-        [replace(f, text="") for f in functions],
+        functions,
         [replace(s, top_tokens=[], lexical_terms=[], tokens_per_layer=[]) for s in scores],
     )
 
@@ -221,6 +226,7 @@ def run_check(args: argparse.Namespace) -> tuple[dict, int]:
     from ..engine.stats import Stats
     from ..index import IndexEntry, IndexStore, NotReadable, read_source_file
     from ..parsing import extract_functions, file_ignored, language_for
+    from .defect_report import defect_json, doc_lines
 
     tune_allocator()  # as the server: big activations on mmap, handed back when freed
     files, notes, missing = _files(args.paths, args.max_file_size)
@@ -305,7 +311,7 @@ def run_check(args: argparse.Namespace) -> tuple[dict, int]:
             # Held until every file is indexed (a hint may point at a later file): only what
             # the report uses, not each function's text and explanation.
             light = _light(functions, scores)
-            per_file.append((path, language, *light, file_ignored(text), keys))
+            per_file.append((path, language, *light, file_ignored(text), keys, doc_lines(text)))
             progress.step(i + 1, str(path))
             release_memory()  # one file's batches freed: return the heap pages (a few ms)
 
@@ -314,12 +320,12 @@ def run_check(args: argparse.Namespace) -> tuple[dict, int]:
         flagged_any = False
         # The server's flag rule (engine/policy.py): threshold, budget, per-language gate.
         cutoff = budget_cutoff(
-            [s.probability for *_, sc, _, _ in per_file for s in sc], args.flag_budget
+            [s.probability for row in per_file for s in row[3]], args.flag_budget
         )
         langs_table = language_table(model.path)
         opted = tuple(x.strip() for x in args.languages.split(",")) if args.languages else None
         off_said: dict[str, str] = {}
-        for path, language, functions, scores, ignored_file, keys in per_file:
+        for path, language, functions, scores, ignored_file, keys, text_lines in per_file:
             uri = path.resolve().as_uri()
             rows = []
             off = language_off(langs_table, language, opted)
@@ -375,6 +381,12 @@ def run_check(args: argparse.Namespace) -> tuple[dict, int]:
                             "flagged": flagged,
                             "ignored": ignored,
                             "similar": similar,
+                            # Where to look and what it may be: flagged functions only.
+                            **(
+                                {"defect": defect_json(f, s, text_lines, not args.no_line_hints)}
+                                if flagged
+                                else {}
+                            ),
                         }
                     )
             if rows or args.all:
@@ -422,9 +434,13 @@ def to_text(report: dict) -> str:
     for f in report["files"]:
         for fn in f["functions"]:
             mark = "defect-risk" if fn["flagged"] else "ignored" if fn["ignored"] else "ok"
+            where = fn["start_line"]
+            said = ""
+            if fn["flagged"] and fn.get("defect"):
+                said = f": {fn['defect']['message']}"
+                where = fn["defect"]["lines"][0]["line"] if fn["defect"]["lines"] else where
             out.append(
-                f"{f['path']}:{fn['start_line']}: {mark} {fn['name']} "
-                f"p={fn['defect_probability']:.2f}"
+                f"{f['path']}:{where}: {mark} {fn['name']} p={fn['defect_probability']:.2f}{said}"
             )
             if fn["similar"]:  # one line per function, all its matches
                 out.append(
@@ -461,6 +477,8 @@ def _md(text: str) -> str:
 
 
 def to_sarif(report: dict, root: Path | None = None) -> dict:
+    from .defect_report import cwe_taxonomy, sarif_defect
+
     root = (root or Path.cwd()).resolve()
     base = root.as_uri()
     base += "" if base.endswith("/") else "/"  # a base URI must end with a slash
@@ -484,19 +502,7 @@ def to_sarif(report: dict, root: Path | None = None) -> dict:
                 region.update(endLine=r["end_line"], endColumn=r["end_col"])
             loc = [{"physicalLocation": {"artifactLocation": artifact, "region": region}}]
             if fn["flagged"]:
-                results.append(
-                    {
-                        "ruleId": "defect-risk",
-                        "ruleIndex": 0,
-                        "level": "warning",
-                        "message": {
-                            "text": f"possible defect in {_md(fn['name'])} "
-                            f"(p={fn['defect_probability']:.2f})"
-                        },
-                        "locations": loc,
-                        "properties": {"defectProbability": fn["defect_probability"]},
-                    }
-                )
+                results.append(sarif_defect(fn, artifact, loc, _md))
             if fn["similar"]:  # one result per function; each match a related location
                 sims = fn["similar"]
                 links = "; ".join(
@@ -540,6 +546,7 @@ def to_sarif(report: dict, root: Path | None = None) -> dict:
                         "rules": rules,
                     }
                 },
+                **({"taxonomies": [taxonomy]} if (taxonomy := cwe_taxonomy(results)) else {}),
                 "originalUriBaseIds": {SRCROOT: {"uri": base}},
                 "columnKind": "unicodeCodePoints",
                 "results": results,

@@ -19,12 +19,15 @@ COMMANDS: dict[tuple[str, ...], str] = {
     ("cache", "features"): "alpine_lsp.train.feature_cache",
     ("eval", "defect"): "alpine_lsp.train.eval_defect",
     ("eval", "clone"): "alpine_lsp.train.eval_clone",
+    ("eval", "lines"): "alpine_lsp.train.eval_lines",
+    ("train", "cwe"): "alpine_lsp.train.cwe",
     ("bench", "pruning"): "alpine_lsp.bench.pruning",
     ("bench", "lsp"): "alpine_lsp.bench.lsp",
     ("bench", "index"): "alpine_lsp.bench.index",
     ("bench", "soak"): "alpine_lsp.bench.soak",
     ("bench", "edits"): "alpine_lsp.bench.edits",
     ("bench", "memory"): "alpine_lsp.bench.memory",
+    ("bench", "lines"): "alpine_lsp.bench.lines",
     ("bench", "all"): "alpine_lsp.bench.all",
 }
 
@@ -38,7 +41,9 @@ USAGE = """usage: alpine-lsp [--stdio | --tcp HOST:PORT] [--log-level L] [--log-
        alpine-lsp train fused --features DIR --out MODEL_DIR [--report F]
        alpine-lsp eval defect|clone --model DIR --data DIR [--json]
        alpine-lsp eval defect --sources all --features DIR [--report F]
-       alpine-lsp bench pruning|lsp|index|memory|soak|edits|all [--json]
+       alpine-lsp eval lines [--model DIR] [--data-root DIR] [--json F]
+       alpine-lsp train cwe [--model DIR] [--data-root DIR] [--out DIR]
+       alpine-lsp bench pruning|lsp|index|memory|soak|edits|lines|all [--json]
        alpine-lsp --version"""
 
 

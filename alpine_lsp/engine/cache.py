@@ -74,6 +74,8 @@ def _to_row(s: FunctionScore) -> tuple:
         "parts": s.parts,
         "lexical_terms": s.lexical_terms,
         "top_tokens_layer": s.top_tokens_layer,
+        "lines": s.lines,
+        "cwe": s.cwe,
     }
     return s.probability, json.dumps(meta), np.asarray(s.embedding, np.float32).tobytes()
 
@@ -92,6 +94,8 @@ def _from_row(prob: float, meta_s: str, emb: bytes) -> FunctionScore:
         parts={str(k): float(v) for k, v in meta.get("parts", {}).items()},
         lexical_terms=[(str(t), float(w)) for t, w in meta.get("lexical_terms", [])],
         top_tokens_layer=int(meta.get("top_tokens_layer", 0)),
+        lines=[(int(n), float(w)) for n, w in meta.get("lines", [])],
+        cwe=[(str(c), float(p)) for c, p in meta.get("cwe", [])],
     )
 
 

@@ -36,6 +36,7 @@ class Settings:
     max_tokens: int | None = None
     max_file_size: int = 2_000_000
     similarity: SimilaritySettings = field(default_factory=SimilaritySettings)
+    line_hints: bool = True  # defect-risk on the top-ranked line (False: on the name)
 
     def model_key(self) -> tuple:
         """The settings that need the model reloaded or reconfigured when they change."""
@@ -104,6 +105,11 @@ def parse_settings(raw: Any, base: Settings | None = None) -> tuple[Settings, li
         v = _num(flat["maxFileSize"], 1, 1 << 40, "maxFileSize", errors)
         if v is not None:
             out["max_file_size"] = int(v)
+    if "lineHints" in flat:
+        if isinstance(flat["lineHints"], bool):
+            out["line_hints"] = flat["lineHints"]
+        else:
+            errors.append(f"alpine.lineHints must be true or false, got {flat['lineHints']!r}")
     if "languages" in flat:
         langs = flat["languages"]
         if langs is None:

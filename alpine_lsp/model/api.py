@@ -13,12 +13,14 @@ import numpy as np
 import torch
 
 from ..pruning import PruningConfig, encoder_flops
+from .cwe import CweHead, read_cwe
 from .files import BUNDLED_DIR, Fusion, read_dir, read_lexical
 from .fusion import FusedHead
 from .lexical import LexicalModel
+from .lines import position_words, row_lines
 from .network import AlpineNetwork
 from .score import FunctionScore, ModelLoadError
-from .tokenize import CodeTokenizer
+from .tokenize import CodeTokenizer, normalize_code
 
 # Pieces that name nothing on their own (BPE splits identifiers, so a lone "_" appears too).
 PUNCT_ONLY = set("()[]{};,.:+-*/%&|^!~<>=?\"'#\\@$`_")
@@ -52,8 +54,10 @@ class AlpineModel:
         lexical: LexicalModel | None = None,
         fusion: Fusion | None = None,
         head: FusedHead | None = None,
+        cwe: CweHead | None = None,
     ) -> None:
         self.net = net
+        self.cwe = cwe
         # The fused head over encoder, lexical halves and code metrics (model/fusion.py);
         # used with the lexical half, in place of the two-input fusion.
         self.head = head if lexical is not None else None
@@ -149,9 +153,16 @@ class AlpineModel:
 
     # -- scoring ----------------------------------------------------------------------------
     def score(
-        self, codes: list[str], language: str = "c", explain: bool = False
+        self,
+        codes: list[str],
+        language: str = "c",
+        explain: bool = False,
+        lines: bool | None = None,
     ) -> list[FunctionScore]:
         """Score functions in length-sorted batches; results come back in input order.
+
+        With `explain`, results also carry the tokens and (unless `lines` is False) the ranked
+        lines the encoder attended to, from the same forward pass, and the CWE guess.
 
         `language` is accepted for the API's stability; the bundled model reads every language
         with one vocabulary.
@@ -161,7 +172,8 @@ class AlpineModel:
         if not codes:
             return []
         order = sorted(range(len(codes)), key=lambda i: len(codes[i]))
-        cfg = replace(self.pruning, track_scores=explain)
+        want_lines = explain if lines is None else bool(lines)
+        cfg = replace(self.pruning, track_scores=explain, track_lines=want_lines)
         enc = self.net.encoder.config
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
@@ -185,17 +197,28 @@ class AlpineModel:
             scores = out.alpine.scores.float().cpu().numpy() if explain else None
             first = out.alpine.first_scores
             first = first.float().cpu().numpy() if explain and first is not None else None
+            per_tok = out.alpine.token_scores
+            per_tok = per_tok.float().cpu().numpy() if want_lines and per_tok is not None else None
+            cwes = None
+            if explain and self.cwe is not None:
+                cwes = self.cwe.top(embs, [codes[i] for i in idx])
             for row, i in enumerate(idx):
                 lens = [int(x) for x in lengths[row]]
                 top: list[tuple[str, float]] = []
                 top_layer = 0
+                words = None
+                if explain:  # whole identifiers for the explanation, never sub-word pieces
+                    text = normalize_code(codes[i], self.tokenizer.whitespace)
+                    words = position_words(text, batch.offsets[row])
                 if scores is not None:
-                    top = _top_tokens(batch.tokens[row], origins[row], scores[row])
+                    top = _top_tokens(batch.tokens[row], origins[row], scores[row], words=words)
                     top_layer = len(lens) - 1
                 if first is not None and len(top) < MIN_FOCUS_TOKENS:
                     # A narrow band can leave almost nothing at the last layer of a short
                     # function; then the first layer, which saw every token, says where it looked.
-                    early = _top_tokens(batch.tokens[row], np.arange(first.shape[1]), first[row])
+                    early = _top_tokens(
+                        batch.tokens[row], np.arange(first.shape[1]), first[row], words=words
+                    )
                     if len(early) > len(top):
                         top, top_layer = early, 1
                 results[i] = FunctionScore(
@@ -210,6 +233,14 @@ class AlpineModel:
                     ms=ms,
                     parts={k: float(v[row]) for k, v in parts.items() if v[row] == v[row]},
                     lexical_terms=terms[row],
+                    lines=(
+                        row_lines(
+                            codes[i], batch.offsets[row], per_tok[row], self.tokenizer.whitespace
+                        )
+                        if per_tok is not None
+                        else []
+                    ),
+                    cwe=cwes[row] if cwes is not None else [],
                 )
         return results  # type: ignore[return-value]
 
@@ -257,14 +288,17 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(x, -60, 60)))
 
 
-def _top_tokens(tokens: list[str], origins, scores, k: int = 5) -> list[tuple[str, float]]:
-    """The highest-scoring code tokens among those that survived to the last layer."""
+def _top_tokens(
+    tokens: list[str], origins, scores, k: int = 5, words: list[str] | None = None
+) -> list[tuple[str, float]]:
+    """The highest-scoring code tokens among those that survived to the last layer (as the whole
+    words they belong to, when `words` maps positions to them)."""
     picked: dict[str, float] = {}
     for pos in np.argsort(-scores):
         o = int(origins[pos])
         if o <= 0 or o >= len(tokens) - 1:  # merged token, padding, or a special
             continue
-        text = tokens[o].removeprefix("##").lstrip("Ġ")
+        text = words[o] if words is not None else tokens[o].removeprefix("##").lstrip("Ġ")
         if not text or set(text) <= PUNCT_ONLY or text in picked:
             continue
         picked[text] = float(scores[pos])
@@ -301,10 +335,20 @@ def load_model(
     net, tok, meta, digest = read_dir(where)
     lexical, fusion, lex_digest = read_lexical(where, meta)
     head, head_digest = read_head(where)
+    cwe, cwe_digest = read_cwe(where, meta.embed_dim)
     if dev.type == "cuda":
         net = net.half()
     model = AlpineModel(
-        net.to(dev), tok, meta, digest + lex_digest + head_digest, where, dev, lexical, fusion, head
+        net.to(dev),
+        tok,
+        meta,
+        digest + lex_digest + head_digest + cwe_digest,
+        where,
+        dev,
+        lexical,
+        fusion,
+        head,
+        cwe,
     )
     model.configure(pruning=pruning, max_tokens=max_tokens)
     return model

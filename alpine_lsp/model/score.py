@@ -30,3 +30,8 @@ class FunctionScore:
     # Which layer's attention ranked top_tokens (1-based): the last layer, among the tokens that
     # survived pruning, or 1 when too few survived; 0 when there are none.
     top_tokens_layer: int = 0
+    # Ranked (line, share) within the function text, 1-based, from the attention each line's
+    # tokens received in the pruning layers (explain only; empty when off).
+    lines: list[tuple[int, float]] = field(default_factory=list)
+    # Top CWE categories with probabilities, when the model has a CWE head (explain only).
+    cwe: list[tuple[str, float]] = field(default_factory=list)

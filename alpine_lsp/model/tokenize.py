@@ -13,7 +13,7 @@ and at inference alike, so layout can never move a score.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from tokenizers import Tokenizer
@@ -37,6 +37,9 @@ class Batch:
     tokens: list[list[str]]  # the kept token strings, specials included, per row
     full_lengths: list[int]  # content tokens before truncation
     truncated: list[bool]
+    # Per row, (start, end) of each kept content token (specials excluded) in the text the
+    # model read (normalize_code): line ranking maps them back to the original lines.
+    offsets: list[list[tuple[int, int]]] = field(default_factory=list)
 
 
 class CodeTokenizer:
@@ -71,25 +74,31 @@ class CodeTokenizer:
         )
 
     def content(self, codes: list[str]) -> list[tuple[list[int], list[str]]]:
+        return [(ids, tokens) for ids, tokens, _ in self.pieces(codes)]
+
+    def pieces(self, codes: list[str]) -> list[tuple[list[int], list[str], list[tuple[int, int]]]]:
+        """Ids, token strings and character offsets into the normalised text, per code."""
         texts = [normalize_code(c, self.whitespace) for c in codes]
         encs = self.tok.encode_batch(texts, add_special_tokens=False)
-        return [(e.ids, e.tokens) for e in encs]
+        return [(e.ids, e.tokens, e.offsets) for e in encs]
 
     def batch(self, codes: list[str], max_tokens: int, strategy: str = "head_tail") -> Batch:
         if strategy not in STRATEGIES:
             raise ValueError(f"truncation strategy must be one of {STRATEGIES}")
         budget = max(1, max_tokens - 2)
-        rows, toks, full, trunc = [], [], [], []
-        for ids, tokens in self.content(codes):
+        rows, toks, full, trunc, offs = [], [], [], [], []
+        for ids, tokens, spans in self.pieces(codes):
             full.append(len(ids))
             trunc.append(len(ids) > budget)
             if len(ids) > budget:
                 if strategy == "head":
-                    ids, tokens = ids[:budget], tokens[:budget]
+                    ids, tokens, spans = ids[:budget], tokens[:budget], spans[:budget]
                 else:
                     tail = budget // 4
                     head = budget - tail
                     ids, tokens = ids[:head] + ids[-tail:], tokens[:head] + tokens[-tail:]
+                    spans = spans[:head] + spans[-tail:]
+            offs.append(list(spans))
             rows.append([self.cls_id, *ids, self.sep_id])
             toks.append([self.cls_token, *tokens, self.sep_token])
         width = max(len(r) for r in rows) if rows else 2
@@ -98,4 +107,4 @@ class CodeTokenizer:
         for i, r in enumerate(rows):
             input_ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
             mask[i, : len(r)] = 1
-        return Batch(input_ids, mask, toks, full, trunc)
+        return Batch(input_ids, mask, toks, full, trunc, offs)

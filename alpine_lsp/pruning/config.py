@@ -48,6 +48,9 @@ class PruningConfig:
     # When true the last layer computes attention scores even if it does not prune,
     # so callers can explain a prediction by the tokens that mattered most there.
     track_scores: bool = False
+    # When true every scoring layer records the importance each input position received
+    # (AlpineOutput.token_scores), for line ranking. Never changes a result.
+    track_lines: bool = False
     extra: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:

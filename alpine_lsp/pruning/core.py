@@ -177,3 +177,32 @@ def _repack_one(
             carried = torch.cat([carried, carried.new_zeros(1, 1)], dim=1)
     valid = torch.ones_like(special)
     return new_hidden, TokenState(valid, special, size, origin), carried
+
+
+def spread(scores: torch.Tensor, state: TokenState, where: torch.Tensor) -> torch.Tensor:
+    """Per original token, the importance of the position that stands for it, divided by that
+    position's size: a merged token shares what it received evenly among the tokens it merged.
+
+    where: (B, L0) long, the current position of each original token, -1 when it is gone
+    (dropped, or padding). Returns (B, L0); gone tokens get 0.
+    """
+    with torch.no_grad():
+        per = scores.float() / state.size.float().clamp(min=1.0)
+        got = per.gather(1, where.clamp(min=0))
+        return torch.where(where >= 0, got, torch.zeros_like(got))
+
+
+def relocate(
+    where: torch.Tensor, state: TokenState, keep: torch.Tensor, merge: bool
+) -> torch.Tensor:
+    """`where` after `repack(..., keep, merge)`: kept positions move to their rank among the kept
+    ones, pruned ones to the merged token appended after them (merge) or nowhere (-1, drop)."""
+    with torch.no_grad():
+        keep = keep & state.valid
+        rank = keep.long().cumsum(dim=1) - 1
+        n_keep = keep.sum(dim=1, keepdim=True)
+        pruned = state.valid & ~keep
+        gone = torch.full_like(rank, -1)
+        moved = torch.where(keep, rank, torch.where(pruned, n_keep, gone) if merge else gone)
+        got = moved.gather(1, where.clamp(min=0))
+        return torch.where(where >= 0, got, torch.full_like(got, -1))

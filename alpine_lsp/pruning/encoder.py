@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import PruningConfig
-from .core import TokenState, importance, keep_band, repack
+from .core import TokenState, importance, keep_band, relocate, repack, spread
 
 
 @dataclass
@@ -29,6 +29,9 @@ class AlpineOutput:
     # (B, L) importance in the first layer for every input position, when scores were tracked:
     # what the model looked at before anything was pruned.
     first_scores: torch.Tensor | None = None
+    # (B, P, L) with `cfg.track_lines`: per input position, the importance it received at each
+    # of the P scoring layers (a merged token's share spread over the tokens it stands for).
+    token_scores: torch.Tensor | None = None
 
     def pooled(self) -> torch.Tensor:
         """Size-weighted mean of the final positions: each stands for `size` original tokens."""
@@ -105,9 +108,13 @@ def _layer(
     prune: bool,
     want_scores: bool,
     cfg: PruningConfig,
+    track: list | None = None,
 ) -> tuple[torch.Tensor, TokenState, torch.Tensor | None, torch.Tensor | None]:
     """(hidden, state, scores moved with the surviving positions, scores of the positions that
-    came in). The scores are None unless the layer prunes or `want_scores`."""
+    came in). The scores are None unless the layer prunes or `want_scores`.
+
+    `track` ([where, per-layer list]) follows each input position through the layer and records
+    the importance it received here, when the layer computes scores."""
     attn = layer.attention
     sa = attn.self
     n_heads = sa.num_attention_heads
@@ -127,8 +134,12 @@ def _layer(
     hidden = out.LayerNorm(out.dropout(out.dense(ctx)) + hidden)
 
     incoming = scores
+    if track is not None and scores is not None:
+        track[1].append(spread(scores, state, track[0]))
     if prune:
         keep = keep_band(scores, state, cfg.alpha)
+        if track is not None:
+            track[0] = relocate(track[0], state, keep, cfg.mode == "merge")
         # Scores move with their tokens; the merged token gets 0 (it is not one code token).
         carry = scores if want_scores else None
         hidden, state, scores = repack(hidden, state, keep, cfg.mode == "merge", carry)
@@ -160,10 +171,14 @@ def encode(
     hidden = bert.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
     lengths = [state.lengths]
     last_scores = first_scores = None
+    # Line ranking rides on the pruning layers' scores; with no pruning layer, layer 0 scores.
+    track = [state.origin.clone(), []] if cfg.track_lines else None
+    none_prune = not cfg.pruning_layers(n)
     for i, layer in enumerate(layers):
         prune = cfg.prunes(i, n)
         want = cfg.track_scores and i in (0, n - 1)
-        hidden, state, scores, incoming = _layer(layer, hidden, state, prune, want, cfg)
+        want = want or (track is not None and none_prune and i == 0)
+        hidden, state, scores, incoming = _layer(layer, hidden, state, prune, want, cfg, track)
         if want and i == 0:
             first_scores = incoming
         lengths.append(state.lengths)
@@ -172,7 +187,10 @@ def encode(
         # Keep padded positions at exact zero so nothing can leak through them.
         if not bool(state.valid.all()):
             hidden = hidden * state.valid.unsqueeze(-1).to(hidden.dtype)
-    return AlpineOutput(hidden, state, torch.stack(lengths, dim=1), last_scores, first_scores)
+    token_scores = torch.stack(track[1], dim=1) if track and track[1] else None
+    return AlpineOutput(
+        hidden, state, torch.stack(lengths, dim=1), last_scores, first_scores, token_scores
+    )
 
 
 # ---------------------------------------------------------------------------------------------

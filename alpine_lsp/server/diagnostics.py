@@ -9,6 +9,7 @@ from lsprotocol import types
 from pygls.uris import to_fs_path
 
 from ..engine.engine import BUDGET, DocumentResult, FunctionResult
+from ..engine.hints import DefectHint, LineRef, build_hint
 from ..engine.positions import lsp_lines, to_client
 from ..engine.similar import describe, summary
 from .app import AlpineServer
@@ -75,16 +76,7 @@ def build(ls: AlpineServer, result: DocumentResult) -> list[types.Diagnostic]:
             continue
         rng = name_range(lines, fr, ls.encoding)
         if fr.flagged and fr.score is not None:
-            out.append(
-                types.Diagnostic(
-                    range=rng,
-                    severity=severity,
-                    source=SOURCE,
-                    code="defect-risk",
-                    message=f"possible defect (p={fr.score.probability:.2f})",
-                    data={"name": fr.function.name, "line": fr.function.start_line},
-                )
-            )
+            out.append(defect_diagnostic(ls, result.uri, fr, lines, rng, severity))
         if fr.similar:
             # One diagnostic per function, whatever the number of matches: each match is a
             # related location with its own message.
@@ -117,6 +109,45 @@ def build(ls: AlpineServer, result: DocumentResult) -> list[types.Diagnostic]:
                 )
             )
     return out
+
+
+def line_range(lines: list[str], ref: LineRef, enc: str) -> types.Range:
+    return client_range(lines, ref.line, ref.start_col, ref.line, ref.end_col, enc)
+
+
+def defect_diagnostic(
+    ls: AlpineServer,
+    uri: str,
+    fr: FunctionResult,
+    lines: list[str],
+    name_rng: types.Range,
+    severity: types.DiagnosticSeverity,
+) -> types.Diagnostic:
+    """defect-risk on the top-ranked line (trimmed), naming the weakness and the line in words;
+    the next ranked lines as related information. On the name when line hints are off."""
+    assert fr.score is not None
+    hint: DefectHint = build_hint(fr.function, fr.score, lines, ls.settings.line_hints)
+    related = None
+    if ls.related_info and hint.related:
+        related = [
+            types.DiagnosticRelatedInformation(
+                location=types.Location(uri=uri, range=line_range(lines, r, ls.encoding)),
+                message=f"also attended ({r.share:.0%}): {r.words or 'this line'}",
+            )
+            for r in hint.related
+        ]
+    data = {"name": fr.function.name, "line": fr.function.start_line}
+    if hint.cwe:
+        data["cwe"] = hint.cwe
+    return types.Diagnostic(
+        range=line_range(lines, hint.top, ls.encoding) if hint.top else name_rng,
+        severity=severity,
+        source=SOURCE,
+        code="defect-risk",
+        message=hint.message(),
+        related_information=related,
+        data=data,
+    )
 
 
 def publish(ls: AlpineServer, result: DocumentResult) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from lsprotocol import types
 
 from ..engine.engine import FunctionResult
+from ..engine.hints import build_hint
+from ..engine.hints import describe as cwe_words
 from ..engine.positions import lsp_lines, to_codepoint
 from ..engine.similar import describe
 from .app import AlpineServer
@@ -44,7 +46,11 @@ def state_off(ls: AlpineServer, fr: FunctionResult) -> str | None:
     return None
 
 
-def render(ls: AlpineServer, fr: FunctionResult) -> str:
+def hint_name(cwe: str) -> str:
+    return cwe_words(cwe) if cwe != "other" else "(another category)"
+
+
+def render(ls: AlpineServer, fr: FunctionResult, fr_uri: str | None = None) -> str:
     engine = ls.engine
     f = fr.function
     lines = [f"**alpine** · `{f.name}`", ""]
@@ -88,6 +94,14 @@ def render(ls: AlpineServer, fr: FunctionResult) -> str:
         lines.append(
             "- code metrics that moved the score: " + ", ".join(f"{k} {v:+.2f}" for k, v in pushed)
         )
+    hint = build_hint(f, s, lsp_lines(engine.docs[fr_uri].parsed.text) if fr_uri else None)
+    if hint.cwes:
+        guess = ", ".join(f"{c} {hint_name(c)} ({p:.2f})" for c, p in hint.cwes)
+        lines.append(f"- weakness, if any (CWE head): {guess}")
+    if hint.lines:
+        lines.append("- lines the model attended to most:")
+        for r in hint.lines[:5]:
+            lines.append(f"  - line {r.line + 1} ({r.share:.0%}): {r.words or 'this line'}")
     if s.top_tokens:
         why = ", ".join(f"`{t}`" for t, _ in s.top_tokens)
         last = len(s.tokens_per_layer) - 1
@@ -116,6 +130,6 @@ def register(server: AlpineServer) -> None:
             return None
         lines = lsp_lines(ls.engine.docs[uri].parsed.text)
         return types.Hover(
-            contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value=render(ls, fr)),
+            contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value=render(ls, fr, uri)),
             range=name_range(lines, fr, ls.encoding),
         )
