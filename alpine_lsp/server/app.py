@@ -146,8 +146,9 @@ def run(
 ) -> int:
     from . import logs
 
+    client_log = logs.setup("debug" if verbose else log_level, log_file)
     server = build()
-    logs.setup(server, "debug" if verbose else log_level, log_file)
+    logs.attach(server, client_log)
     tune_allocator()
 
     def terminate(signum, frame) -> None:  # SIGTERM: leave cleanly, caches closed

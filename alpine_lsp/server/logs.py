@@ -43,9 +43,9 @@ class ClientLogHandler(logging.Handler):
     """Sends each record as window/logMessage, from the event loop (records come from any
     thread). Lines logged before `initialize` arrived are kept and sent once it has."""
 
-    def __init__(self, server: AlpineServer, level: int = logging.INFO) -> None:
+    def __init__(self, server: AlpineServer | None = None, level: int = logging.INFO) -> None:
         super().__init__(level)
-        self.server = server
+        self.server = server  # None until the server object exists: lines wait in `pending`
         self.pending: deque[tuple[types.MessageType, str]] = deque(maxlen=_PENDING_MAX)
         self.connected = False
         self._busy = threading.local()  # sending may log (pygls at debug): no recursion
@@ -57,7 +57,7 @@ class ClientLogHandler(logging.Handler):
         self._busy.on = True
         try:
             item = (message_type(record.levelno), self.format(record))
-            loop = self.server.loop
+            loop = self.server.loop if self.server is not None else None
             if not self.connected or loop is None or loop.is_closed():
                 self.pending.append(item)
                 return
@@ -76,6 +76,7 @@ class ClientLogHandler(logging.Handler):
     def _send(self, kind: types.MessageType, message: str) -> None:
         self._busy.on = True
         try:
+            assert self.server is not None  # connect() comes from the server's initialize
             self.server.window_log_message(types.LogMessageParams(type=kind, message=message))
         except Exception:  # the connection is gone: nothing to tell
             pass
@@ -83,16 +84,17 @@ class ClientLogHandler(logging.Handler):
             self._busy.on = False
 
 
-def setup(server: AlpineServer, level: str = "info", log_file: str | None = None) -> None:
-    """Route the log: client always, file when asked, stderr for CRITICAL (fatal) only."""
+def setup(level: str = "info", log_file: str | None = None) -> ClientLogHandler:
+    """Route the log: client always, file when asked, stderr for CRITICAL (fatal) only. Called
+    before the server object is built, since building it logs (an unusable cache directory);
+    `attach` then names the server the client handler sends through."""
     lvl = LEVELS[level]
     root = logging.getLogger()
     for h in list(root.handlers):
         root.removeHandler(h)
     root.setLevel(lvl)
-    client = ClientLogHandler(server, lvl)
+    client = ClientLogHandler(None, lvl)
     root.addHandler(client)
-    server.log_handler = client
     fatal = logging.StreamHandler(sys.stderr)
     fatal.setLevel(logging.CRITICAL)
     fatal.setFormatter(logging.Formatter(FORMAT))
@@ -104,3 +106,9 @@ def setup(server: AlpineServer, level: str = "info", log_file: str | None = None
         root.addHandler(fh)
     # pygls logs every message it sends or receives at INFO/DEBUG: only with debug.
     logging.getLogger("pygls").setLevel(logging.DEBUG if lvl <= logging.DEBUG else logging.WARNING)
+    return client
+
+
+def attach(server: AlpineServer, client: ClientLogHandler) -> None:
+    client.server = server
+    server.log_handler = client
