@@ -3,7 +3,7 @@
 Neovim runs with `--headless --clean` and a generated init file that does only what a user's
 own config would: put `editors/neovim` on 'runtimepath', override `cmd` and `settings` with
 `vim.lsp.config`, and `vim.lsp.enable('alpine_lsp')`. After start-up the same file opens a C
-file (its workspace holds a copy of one of its functions), waits for the "1 similar function"
+file (its workspace holds a copy of one of its functions), waits for the "1 copy"
 code lens with no edit (the server's workspace/codeLens/refresh, handled by the shipped
 config), edits a function with `nvim_buf_set_text`, waits for the server's `defect-risk`
 diagnostic in `vim.diagnostic.get()`, asks for hover on the function's name and writes what
@@ -329,7 +329,7 @@ def test_neovim_shows_defect_diagnostic_and_hover(
 
     # A lens on clamp (its twin is in twin.c) arrived with no edit and no InsertLeave.
     clamp_line = C_SOURCE.splitlines().index("static int clamp(int v, int lo, int hi)")
-    assert {"line": clamp_line, "title": "1 similar function"} in out["lenses_on_open"], out
+    assert {"line": clamp_line, "title": "1 copy"} in out["lenses_on_open"], out
 
     # A clean lsp.log: routine lines go through window/logMessage, which Neovim logs at INFO
     # (below its default WARN level), not as stderr lines recorded as [ERROR].

@@ -92,7 +92,7 @@ async def test_refresh_after_index_and_lens_on_open(tiny_model_dir, tmp_path) ->
             types.CodeLensParams(text_document=types.TextDocumentIdentifier(uri=a.as_uri()))
         )
         assert [(lens.range.start.line, lens.command.title) for lens in lenses] == [
-            (0, "1 similar function")
+            (0, "1 copy")  # the twin is an exact copy: the identical tier names it
         ]
         report = await client.text_document_diagnostic_async(
             types.DocumentDiagnosticParams(text_document=types.TextDocumentIdentifier(a.as_uri()))
