@@ -15,8 +15,8 @@ import time
 
 import torch
 
+from ..evalkit.measure import sample, summarize
 from ..model import ModelLoadError, load_model
-from .common import sample, summarize
 
 
 def run(model, codes: list[str], warmup: int = 3) -> dict:
