@@ -35,7 +35,7 @@ $(DEMO_VENV)/.installed: pyproject.toml
 # Every kind of finding on the shipped examples: defect hints, a similar-code pair
 # (config.c / settings.c) and the quick fix in words.
 demo: demo-venv
-	$(DEMO_VENV)/bin/alpine-lsp check alpine_lsp/examples --no-cache
+	$(DEMO_VENV)/bin/alpine-lsp check alpine_lsp/examples --no-cache --similar
 	@du -sh $(DEMO_VENV) | sed 's/\t.*//;s/^/demo venv size: /'
 
 test: venv
