@@ -159,3 +159,16 @@ async def hover(client: LanguageClient, path: Path, line: int, character: int):
             position=types.Position(line=line, character=character),
         )
     )
+
+
+# One C function the similar-code and refresh tests copy into a second file.
+TWIN = """\
+int sum_positive(const int *values, int n)
+{
+    int total = 0;
+    for (int i = 0; i < n; i++)
+        if (values[i] > 0)
+            total += values[i];
+    return total;
+}
+"""

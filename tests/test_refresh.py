@@ -10,6 +10,7 @@ import pytest
 from lsprotocol import types
 
 from tests.lsp_util import (
+    TWIN,
     model_ready,
     neovim_caps,
     open_doc,
@@ -23,16 +24,6 @@ from tests.lsp_util import (
 
 pytestmark = pytest.mark.asyncio(loop_scope="function")
 
-TWIN = """\
-int sum_positive(const int *values, int n)
-{
-    int total = 0;
-    for (int i = 0; i < n; i++)
-        if (values[i] > 0)
-            total += values[i];
-    return total;
-}
-"""
 # Many functions in one document: refreshes are per burst of results, not per function.
 OTHERS = "".join(
     f"\nint scale_{i}(int v)\n{{\n    return v * {i + 2} - {i};\n}}\n" for i in range(30)

@@ -13,20 +13,10 @@ import pytest
 from lsprotocol import types
 
 from alpine_lsp.index import index_db_path
-from tests.lsp_util import hover, open_doc, start, stats, stop, vscode_caps, wait_for
+from tests.lsp_util import TWIN, hover, open_doc, start, stats, stop, vscode_caps, wait_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="function")
 
-TWIN = """\
-int sum_positive(const int *values, int n)
-{
-    int total = 0;
-    for (int i = 0; i < n; i++)
-        if (values[i] > 0)
-            total += values[i];
-    return total;
-}
-"""
 
 A_SOURCE = (
     TWIN
