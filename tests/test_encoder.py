@@ -73,14 +73,17 @@ def test_config_round_trip_and_bad_configs(tmp_path) -> None:
             EncoderConfig.from_dict(bad)
 
 
-def test_scoring_imports_no_transformers_or_sklearn() -> None:
+def test_scoring_imports_no_transformers_sklearn_or_dynamo() -> None:
+    # torch._dynamo (and sympy with it) is what a meta-device build costs: 2 s per load.
     code = (
         "import sys\n"
         "from alpine_lsp import load_model\n"
         "m = load_model(threads=1)\n"
         "p = m.defect_probability(['int f(char *s) { return strlen(s); }'], 'c')\n"
         "assert 0 <= p[0] <= 1\n"
-        "heavy = sorted({k.split('.')[0] for k in sys.modules} & {'transformers', 'sklearn'})\n"
+        "mods = set(sys.modules)\n"
+        "heavy = sorted({k.split('.')[0] for k in mods} & {'transformers', 'sklearn', 'sympy'})\n"
+        "heavy += sorted(mods & {'torch._dynamo'})\n"
         "print('heavy', heavy)\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)

@@ -11,7 +11,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from alpine_lsp.model import ModelLoadError, load_model
-from alpine_lsp.model.lexical import LexicalModel
+from alpine_lsp.model.lexical import LexicalModel, Vocabulary
 from alpine_lsp.model.tiny import create_tiny_model
 from alpine_lsp.train import eval_defect
 from alpine_lsp.train import lexical as train_lexical
@@ -153,3 +153,22 @@ def test_check_json_reports_both_halves(fused_model, tmp_path):
     (fn,) = run.json()["files"][0]["functions"]
     assert set(fn["parts"]) == {"encoder", "lexical"}
     assert fn["parts"]["lexical"] > 0.5  # the synthetic training data calls strcpy a defect
+
+
+def test_vocabulary_finds_terms_in_order_and_nothing_else():
+    terms = ["a b", "c", "é ü", "x"]
+    v = Vocabulary(terms)
+    assert len(v) == 4 and list(v) == terms and v[2] == "é ü"
+    assert v.find(["x", "nope", "c", "x", "a  b", ""]) == [3, 1, 3]
+    assert Vocabulary([]).find(["a"]) == []
+
+
+def test_vocabulary_with_colliding_hashes_matches_by_text():
+    # Force every term onto one hash: lookups must still compare the text.
+    v = Vocabulary(["a b", "c", "d"])
+    v._hashes[:] = hash("c")
+    v._order[:] = [0, 1, 2]
+    v._shared[:] = [True, True, False]
+    assert v.find(["c", "c", "q"]) == [1, 1]  # "a b" comes first in the run and is passed over
+    v._order[:] = [0, 2, 1]
+    assert v.find(["c"]) == [1]

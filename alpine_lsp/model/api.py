@@ -106,7 +106,7 @@ class AlpineModel:
         """Changes whenever a score could change: weights, their precision, pruning, input
         length, truncation, whitespace handling, and the fusion weights (they live in
         alpine.json, outside the weight digests)."""
-        dtype = next(self.net.parameters()).dtype
+        dtype = self.net.embed_head.weight.dtype  # the compute precision (not the table's)
         fusion = self.fusion.to_dict() if self.fusion is not None and self.use_lexical else None
         key = (
             f"{self._digest}|{self.pruning.to_dict()}|{self.max_tokens}|{self.truncation}"

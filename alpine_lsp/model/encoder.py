@@ -10,7 +10,10 @@ intermediate and output. These have transformers' parameter names, so a model di
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +47,30 @@ _ACTIVATIONS = {
     "silu": F.silu,
     "swish": F.silu,
 }
+
+
+_INIT_NAMES = ("normal_", "uniform_", "kaiming_uniform_", "xavier_uniform_", "ones_", "zeros_")
+_INIT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def uninitialised() -> Iterator[None]:
+    """Build modules whose weights are replaced at once, without initialising them.
+
+    torch.empty leaves pages untouched (not resident) until the real weights are assigned,
+    so a large config costs no memory before the weights are checked. The alternative, the
+    meta device, sends `normal_` through torch's Python reference kernels, whose first call
+    imports torch._dynamo and sympy: 2.2 s and about 60 MB on every model load.
+    """
+    with _INIT_LOCK:
+        saved = {n: getattr(nn.init, n) for n in _INIT_NAMES}
+        try:
+            for n in _INIT_NAMES:
+                setattr(nn.init, n, lambda tensor, *a, **k: tensor)
+            yield
+        finally:
+            for n, f in saved.items():
+                setattr(nn.init, n, f)
 
 
 class EncoderConfig:
@@ -100,7 +127,9 @@ class Embeddings(nn.Module):
             positions = torch.arange(input_ids.shape[1], device=input_ids.device)[None, :]
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
-        x = self.word_embeddings(input_ids) + self.token_type_embeddings(token_type_ids)
+        # The table may be stored fp16 (model/files.py); widening the rows looked up is exact.
+        words = self.word_embeddings(input_ids).to(self.LayerNorm.weight.dtype)
+        x = words + self.token_type_embeddings(token_type_ids)
         x = x + self.position_embeddings(positions.long())
         return self.dropout(self.LayerNorm(x))
 

@@ -32,7 +32,7 @@ from .bounds import (
     check_tokenizer,
     read_bounded_json,
 )
-from .encoder import KINDS, EncoderConfig
+from .encoder import KINDS, EncoderConfig, uninitialised
 from .lexical import JSON_NAME as LEXICAL_JSON
 from .lexical import WEIGHTS_NAME as LEXICAL_WEIGHTS
 from .lexical import LexicalModel
@@ -172,6 +172,9 @@ def read_meta(path: str | os.PathLike) -> ModelMeta:
         raise ModelLoadError(f"{p / 'alpine.json'}: {e}") from None
 
 
+_EMBED_TABLE = "embeddings.word_embeddings.weight"
+
+
 def read_dir(path: str | os.PathLike) -> tuple[AlpineNetwork, CodeTokenizer, ModelMeta, str]:
     """Build the network from a directory: (network fp32 on CPU, tokenizer, meta, digest)."""
     p = check_dir(path)
@@ -188,7 +191,7 @@ def read_dir(path: str | os.PathLike) -> tuple[AlpineNetwork, CodeTokenizer, Mod
     check_tokenizer(p / "tokenizer.json")
     try:  # the plain-torch encoder (encoder.py): no transformers import at run time
         config = EncoderConfig.from_dict(cfg_d)
-        with torch.device("meta"):  # no random init of weights that are replaced at once
+        with uninitialised():  # the weights are replaced at once (encoder.py says why)
             net = AlpineNetwork.from_config(config, meta.embed_dim)
     except (TypeError, ValueError) as e:
         raise ModelLoadError(f"{p / 'config.json'}: {e}") from None
@@ -196,7 +199,12 @@ def read_dir(path: str | os.PathLike) -> tuple[AlpineNetwork, CodeTokenizer, Mod
         state = load_file(str(p / "model.safetensors"))
     except (SafetensorError, OSError, ValueError) as e:
         raise ModelLoadError(f"{p / 'model.safetensors'} is damaged or truncated: {e}") from None
-    state = {k: v.float() for k, v in state.items()}
+    # fp32 for computing; the word-embedding table may stay fp16, as shipped: only the rows
+    # looked up are widened (exactly), which keeps 8 MB of the bundled model off the heap.
+    state = {
+        k: v if k.endswith(_EMBED_TABLE) and v.dtype == torch.float16 else v.float()
+        for k, v in state.items()
+    }
     try:
         net.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as e:
