@@ -95,7 +95,7 @@ def check_tree_edit(doc: ParsedDocument, sl: int, sc: int, el: int, ec: int, new
     doc.apply_change(sl, sc, el, ec, new)
     new_data = utf8(doc.text)
     delta = len(new_data) - len(old_data)
-    edited = doc._tree  # edited but not re-parsed yet: exactly what tree.edit produced
+    edited = doc._edited_tree()  # edited, not re-parsed: exactly what tree.edit produced
     if edited is None or before_text == doc.text:
         return
     after = leaves(edited)
@@ -180,7 +180,7 @@ def test_replace_text_edits_the_tree_over_the_difference() -> None:
     doc.functions()
     tree = doc._tree
     doc.replace_text(C_SAMPLE.replace("return 1;", "return 12;"))
-    assert doc._tree is tree  # kept and edited, so the next parse is incremental
+    assert doc._tree is tree and len(doc._edits) == 1  # kept, the edit queued: incremental
     assert doc.functions() == extract_functions(doc.text, "c")
 
 

@@ -4,6 +4,13 @@ Replays edits to real C functions (Devign test functions of at most --max-tokens
 the shared data is present, else the shipped examples) with a real LSP client over stdio.
 Each edit changes one function's text, so each edit costs one model forward for that function.
 The debounce is subtracted from the edit → diagnostic figure (it is a setting, not work).
+
+With --big-file, the files the message loop must not choke on instead (targets of issue 20):
+a C file of 20,000 small functions where one function is edited (edit → diagnostic, beyond
+the debounce, target ≤ 200 ms), a 1 MB one-line minified JavaScript file and a 52 MB C file
+(over maxFileSize: skipped, but edits still apply). For each edit a `alpine/stats` request is
+sent right behind it: its reply time bounds how long the edit blocked the message loop
+(target ≤ 20 ms for the two skipped files).
 """
 
 from __future__ import annotations
@@ -15,6 +22,8 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+
+from lsprotocol import types
 
 from .client import BenchClient
 
@@ -113,15 +122,98 @@ async def run(args: argparse.Namespace) -> dict:
     }
 
 
+def big_files() -> list[tuple[str, str, str, int, int]]:
+    """(name, language, text, line, column) of each big-file case and where its edits go."""
+    many = "".join(
+        f"static int fn_{i}(int a)\n{{\n    return a + {i};\n}}\n" for i in range(20_000)
+    )
+    one_line = "".join(f"function f{i}(a){{return a+{i}/*\U0001f600*/;}}" for i in range(25_000))
+    huge = "int f(void) { return 1; }\n" * 2_000_000
+    # Edits: a comment at the end of fn_10000's first line; mid-line; near the end.
+    return [
+        ("20k-functions.c", "c", many, 10_000 * 4, len("static int fn_10000(int a)")),
+        ("minified-1MB.js", "javascript", one_line, 0, len(one_line) // 2),
+        ("skipped-52MB.c", "c", huge, 1_999_000, 0),
+    ]
+
+
+async def run_big(args: argparse.Namespace) -> list[dict]:
+    tmp = Path(tempfile.mkdtemp(prefix="alpine-bench-big-"))
+    (tmp / "ws").mkdir()
+    settings = {"debounceMs": args.debounce_ms}
+    if args.model:
+        settings["model"] = args.model
+    client = BenchClient()
+    await client.start(tmp / "ws", settings, tmp / "cache")
+    rows = []
+    try:
+        await client.wait_model()
+        for name, language, text, line, col in big_files():
+            uri = (tmp / "ws" / name).as_uri()
+            client.open(uri, text, language)
+            await client.wait_published(uri, 1, timeout=600)
+            blocked, to_diag = [], []
+            for k in range(args.edits):
+                version = k + 2
+                t0 = time.perf_counter()
+                client.change(uri, version, line, col, f"/*{k}*/")
+                await client.stats()  # answered once the loop has applied the edit
+                blocked.append((time.perf_counter() - t0) * 1000)
+                t1 = await client.wait_published(uri, version, timeout=600)
+                to_diag.append((t1 - t0) * 1000 - args.debounce_ms)
+                col += len(f"/*{k}*/") if name != "skipped-52MB.c" else 0
+            rows.append(
+                {
+                    "file": name,
+                    "chars": len(text),
+                    "edits": args.edits,
+                    "blocked_ms": {"median": statistics.median(blocked), "max": max(blocked)},
+                    "edit_to_diagnostic_ms": {
+                        "median": statistics.median(to_diag),
+                        "p95": pct(to_diag, 0.95),
+                    },
+                }
+            )
+            client.client.text_document_did_close(
+                types.DidCloseTextDocumentParams(
+                    text_document=types.TextDocumentIdentifier(uri=uri)
+                )
+            )
+    finally:
+        await client.stop()
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="alpine-lsp bench lsp", description=__doc__)
     ap.add_argument("--model", help="model directory (default: bundled)")
-    ap.add_argument("--edits", type=int, default=60)
+    ap.add_argument("--edits", type=int, help="edits to replay (default 60; 10 per big file)")
     ap.add_argument("--functions", type=int, default=40)
     ap.add_argument("--max-tokens", type=int, default=256)
     ap.add_argument("--debounce-ms", type=int, default=300)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument(
+        "--big-file",
+        action="store_true",
+        help="the 20,000-function, 1 MB one-line and 52 MB files instead (default 10 edits each)",
+    )
     args = ap.parse_args(argv)
+    if args.edits is None:
+        args.edits = 10 if args.big_file else 60
+    if args.big_file:
+        rows = asyncio.run(run_big(args))
+        if args.json:
+            print(json.dumps(rows))
+            return 0
+        print(f"debounce {args.debounce_ms} ms (subtracted from edit -> diagnostic)")
+        print(f"{'file':18} {'chars':>9}  {'loop blocked ms med/max':>24}  edit->diag ms med/p95")
+        for r in rows:
+            b, e = r["blocked_ms"], r["edit_to_diagnostic_ms"]
+            print(
+                f"{r['file']:18} {r['chars']:>9}  {b['median']:>11.1f} / {b['max']:<10.1f}"
+                f"  {e['median']:.1f} / {e['p95']:.1f}"
+            )
+        return 0
     out = asyncio.run(run(args))
     if args.json:
         print(json.dumps(out))

@@ -33,8 +33,8 @@ from .cache import ScoreCache, default_cache_path, usable_cache_dir
 from .memory import release_memory
 from .models import ModelHolder
 from .policy import ScorePool, flagged, language_off, language_table
-from .positions import clamp_position, lsp_lines
-from .rawtext import splice as _splice
+from .positions import client_offset
+from .rawtext import RawText
 from .scheduler import Debouncer
 from .settings import Settings
 from .similar import KeyCache, capped, find, thresholds
@@ -77,28 +77,59 @@ class DocumentState:
     changed_at: float = 0.0
     result: DocumentResult | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
-    raw: str | None = None  # the text while it is not parsed (skipped), so edits still apply
+    raw: RawText | None = None  # the text while it is not parsed (skipped): edits still apply
 
 
 MAX_LINE_CHARS = 100_000  # a 45K-character bundle line is still analysed
 BUDGET = "budget: "  # skip reasons that are per-document budgets get an Information diagnostic
 
 
-def skip_reason(text: str, settings: Settings, language: str | None) -> str | None:
+def skip_reason(
+    text: str | RawText,
+    settings: Settings,
+    language: str | None,
+    nbytes: int | None = None,
+    longest_line: int | None = None,
+) -> str | None:
+    """Why a document is not analysed, or None. `nbytes` and `longest_line`, when the caller
+    knows them, spare a pass over the text (this runs on every edit)."""
     if language is None:
         return "no grammar for this language"
     if settings.languages is not None and language not in settings.languages:
         return f"{language} is not in alpine.languages"
     n, limit = len(text), settings.max_file_size
-    # A code point is 1-4 bytes: encode only when the length alone cannot tell (per keystroke).
-    if n > limit or (n * 4 > limit and len(text.encode("utf-8", "surrogatepass")) > limit):
+    raw = isinstance(text, RawText)
+    # A code point is 1-4 bytes: encode only when the length alone cannot tell.
+    if n > limit or (n * 4 > limit and _utf8_length(text, nbytes) > limit):
         return f"file larger than alpine.maxFileSize ({settings.max_file_size} bytes)"
-    if "\x00" in text[:8192]:
+    if "\x00" in (text.head(8192) if raw else text[:8192]):
         return "binary file (NUL bytes)"
     # Budget: minified or generated code, where per-edit work grows with the line.
-    if n > MAX_LINE_CHARS and max(map(len, text.split("\n"))) > MAX_LINE_CHARS:
-        return f"{BUDGET}a line longer than {MAX_LINE_CHARS} characters (minified code?)"
+    if n > MAX_LINE_CHARS:
+        if longest_line is None:
+            longest_line = text.longest_line() if raw else _longest_line(text)
+        if longest_line > MAX_LINE_CHARS:
+            return f"{BUDGET}a line longer than {MAX_LINE_CHARS} characters (minified code?)"
     return None
+
+
+def _utf8_length(text: str | RawText, known: int | None) -> int:
+    if known is not None:
+        return known
+    if isinstance(text, RawText):
+        return text.utf8_length()
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _longest_line(text: str) -> int:
+    return max(map(len, text.split("\n")))
+
+
+def _span_longest_line(text: str, a: int, b: int) -> int:
+    """The longest line among those that [a, b) of `text` touches."""
+    start = text.rfind("\n", 0, a) + 1
+    end = text.find("\n", b)
+    return _longest_line(text[start : end if end >= 0 else len(text)])
 
 
 class Scorer:
@@ -222,7 +253,7 @@ class Engine:
             log.info("%s: not analysed: %s", uri, reason)
             self.stats.add("files_skipped")
         state = DocumentState(uri, language, version, parsed, reason, time.perf_counter())
-        state.raw = text if parsed is None else None
+        state.raw = RawText(text) if parsed is None else None
         with self._docs_lock:
             self.docs[uri] = state
         self.worker.schedule(uri, 0)
@@ -243,44 +274,60 @@ class Engine:
             if full_text is not None:
                 self.open(uri, full_text, None, version)
             return
+        # Only O(edit) work and C-speed copies here, under a lock that analysis holds only to
+        # take a snapshot: the message loop waits for neither a parse nor a line table.
         with state.lock:
             state.version = version
             state.changed_at = time.perf_counter()
+            longest: int | None = None  # of the lines the edits touched, when known
             if state.parsed is None:
-                # Skipped documents keep their text: an edit can make them analysable.
-                text = state.raw or ""
+                # Skipped documents keep their text (a rope): an edit can make them analysable.
+                raw = state.raw if state.raw is not None else RawText()
                 for rng, new in edits:
-                    text = new if rng is None else _splice(text, rng, new, encoding)
-                if full_text is not None:
-                    text = full_text
-                state.raw = text
-            else:
-                for rng, text in edits:
                     if rng is None:
-                        state.parsed.replace_text(text)
+                        raw = RawText(new)
+                    else:
+                        raw.splice(rng, new, encoding)
+                state.raw = RawText(full_text) if full_text is not None else raw
+            else:
+                doc = state.parsed
+                longest = 0
+                for rng, new in edits:
+                    if rng is None:
+                        doc.replace_text(new)
+                        longest = None
                         continue
-                    lines = lsp_lines(state.parsed.text)
-                    sl, sc = clamp_position(lines, rng[0], rng[1], encoding)
-                    el, ec = clamp_position(lines, rng[2], rng[3], encoding)
-                    if (el, ec) < (sl, sc):
-                        sl, sc, el, ec = el, ec, sl, sc
-                    state.parsed.apply_change(sl, sc, el, ec, text)
-                if full_text is not None and state.parsed.text != full_text:
+                    text = doc.text
+                    a = client_offset(text, rng[0], rng[1], encoding)
+                    b = client_offset(text, rng[2], rng[3], encoding)
+                    a, b = min(a, b), max(a, b)
+                    doc.replace(a, b, new)
+                    if longest is not None:
+                        longest = max(longest, _span_longest_line(doc.text, a, a + len(new)))
+                if full_text is not None and doc.text != full_text:
                     log.warning("%s: edit stream diverged from the client; resynchronising", uri)
-                    state.parsed.replace_text(full_text)
-            self._recheck_skip(state)
+                    doc.replace_text(full_text)
+                    longest = None
+                if longest is not None and longest > MAX_LINE_CHARS:
+                    longest = None  # an earlier edit's long line may be gone: measure it all
+            self._recheck_skip(state, longest)
         self.worker.schedule(uri, self.settings.debounce_ms / 1000)
 
-    def _recheck_skip(self, state: DocumentState) -> None:
+    def _recheck_skip(self, state: DocumentState, longest: int | None = None) -> None:
         """Parse or skip a document by its current text and the settings (lock held): whether
-        it is analysed depends on them, not on its history."""
-        text = state.parsed.text if state.parsed is not None else state.raw or ""
-        reason = skip_reason(text, self.settings, state.language)
-        if reason and state.parsed is not None:
-            log.info("%s: not analysed: %s", state.uri, reason)
-            state.parsed, state.raw = None, text
-        elif reason is None and state.parsed is None and state.language:
-            state.parsed, state.raw = ParsedDocument(text, state.language), None
+        it is analysed depends on them, not on its history. `longest`: the longest line an
+        edit touched in a parsed document (whose other lines were within the budget)."""
+        if state.parsed is not None:
+            doc = state.parsed
+            reason = skip_reason(doc.text, self.settings, state.language, doc.nbytes, longest)
+            if reason:
+                log.info("%s: not analysed: %s", state.uri, reason)
+                state.parsed, state.raw = None, RawText(doc.text)
+        else:
+            raw = state.raw if state.raw is not None else RawText()
+            reason = skip_reason(raw, self.settings, state.language)
+            if reason is None and state.language:
+                state.parsed, state.raw = ParsedDocument(str(raw), state.language), None
         state.skipped = reason
 
     def close(self, uri: str) -> None:
@@ -302,12 +349,14 @@ class Engine:
         if state is None:
             return
         t0 = time.perf_counter()
-        with state.lock:
+        with state.lock:  # a consistent snapshot; the parse itself runs without the lock
             version = state.version
             changed_at = state.changed_at
             skipped = state.skipped
-            functions = state.parsed.functions() if state.parsed is not None else []
-            ignored_file = file_ignored(state.parsed.text) if state.parsed is not None else False
+            doc = state.parsed
+            snap = doc.snapshot() if doc is not None else None
+        functions = doc.functions_of(snap) if doc is not None and snap is not None else []
+        ignored_file = file_ignored(snap.text) if snap is not None else False
         self.stats.add("analyses")
         self.stats.add("functions_parsed", len(functions))
         model = self.holder.model

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+from ..parsing.text import line_end, line_start
+
 _EOL = re.compile(r"\r\n|\r|\n")
 
 
@@ -76,3 +78,15 @@ def clamp_position(lines: list[str], line: int, character: int, encoding: str) -
     if line >= len(lines):
         return len(lines) - 1, len(lines[-1])
     return line, to_codepoint(lines[line], max(0, character), encoding)
+
+
+def client_offset(text: str, line: int, character: int, encoding: str) -> int:
+    """Code-point offset in `text` of a client position, clamped into the document the way
+    LSP asks; C-speed scans only, so an edit costs no line table of the whole text."""
+    if line < 0:
+        return 0
+    start = line_start(text, line)
+    if start is None:
+        return len(text)  # past the last line: its end
+    end = line_end(text, start)
+    return start + to_codepoint(text[start:end], max(0, character), encoding)

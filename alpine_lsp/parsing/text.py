@@ -38,6 +38,50 @@ def ts_point_after(start: tuple[int, int], inserted: bytes) -> tuple[int, int]:
     return start[0] + newlines, len(inserted) - inserted.rfind(b"\n") - 1
 
 
+def line_start(text: str, line: int) -> int | None:
+    """Code-point offset where LSP line `line` (>= 0) starts; None past the last line.
+
+    C-speed scans only (no line table): edits use this on the message loop, where building a
+    table of 80,000 lines cost more than the edit.
+    """
+    if line <= 0:
+        return 0
+    if "\r" in text:
+        # Atomic and possessive: a \r\n is one break, never split in two by backtracking.
+        count = str(min(line, 2**31 - 1))
+        m = re.compile(r"(?:[^\r\n]*+(?>\r\n|\r|\n)){" + count + "}").match(text)
+        return m.end() if m else None
+    pos, left, n = 0, line, len(text)
+    while True:  # count newlines a chunk at a time, then find the last few one by one
+        end = min(pos + 65536, n)
+        seen = text.count("\n", pos, end)
+        if seen >= left:
+            for _ in range(left):
+                pos = text.index("\n", pos) + 1
+            return pos
+        if end == n:
+            return None
+        left -= seen
+        pos = end
+
+
+def line_end(text: str, start: int) -> int:
+    """Offset of the line break (or text end) of the line starting at `start`."""
+    m = _NEWLINE.search(text, start)
+    return m.start() if m else len(text)
+
+
+def char_offset(text: str, line: int, col: int) -> int:
+    """Code-point offset of an LSP position with a code-point column, clamped as LSP asks
+    (what LineIndex.offset gives, without building the index)."""
+    if line < 0:
+        return 0
+    start = line_start(text, line)
+    if start is None:
+        return len(text)
+    return start + min(max(col, 0), line_end(text, start) - start)
+
+
 class LineIndex:
     """Line table of one immutable text and its encoded bytes."""
 

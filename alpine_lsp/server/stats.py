@@ -57,7 +57,7 @@ def register(server: AlpineServer) -> None:
         if state is None:
             return None
         with state.lock:
-            text = state.parsed.text if state.parsed is not None else state.raw or ""
+            text = state.parsed.text if state.parsed is not None else str(state.raw or "")
             version = state.version
         data = text.encode("utf-8", "surrogatepass")
         return {"version": version, "chars": len(text), "sha256": hashlib.sha256(data).hexdigest()}

@@ -1,0 +1,112 @@
+"""Edits cost O(edit): the rope of skipped documents, positions without line tables, and
+parsing that never holds the document while edits come in."""
+
+from __future__ import annotations
+
+import re
+import threading
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from alpine_lsp.engine import rawtext
+from alpine_lsp.engine.positions import client_offset, to_codepoint
+from alpine_lsp.engine.rawtext import RawText
+from alpine_lsp.parsing import ParsedDocument, document
+from alpine_lsp.parsing.text import LineIndex, char_offset, encode
+
+_EOL = re.compile(r"\r\n|\r|\n")
+
+
+def ref_offset(text: str, line: int, character: int, encoding: str) -> int:
+    """The obvious way: a full line table (what the message loop used to build per edit)."""
+    if line < 0:
+        return 0
+    starts = [0, *(m.end() for m in _EOL.finditer(text))]
+    if line >= len(starts):
+        return len(text)
+    m = _EOL.search(text, starts[line])
+    end = m.start() if m else len(text)
+    return starts[line] + to_codepoint(text[starts[line] : end], max(0, character), encoding)
+
+
+pieces = st.sampled_from(["a", "bc", "\n", "\r", "\r\n", "😀", "é", "\x00", "  "])
+texts = st.lists(pieces, max_size=40).map("".join)
+position = st.tuples(st.integers(-1, 12), st.integers(-1, 12))
+edit = st.tuples(position, position, texts)
+encodings = st.sampled_from(["utf-8", "utf-16", "utf-32"])
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 7, 16])
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(start=texts, steps=st.lists(edit, max_size=8), encoding=encodings)
+def test_rope_matches_a_plain_string(monkeypatch, chunk, start, steps, encoding) -> None:
+    monkeypatch.setattr(rawtext, "CHUNK", chunk)  # many chunks, seams everywhere (same each run)
+    rope, plain = RawText(start), start
+    for (l1, c1), (l2, c2), new in steps:
+        a, b = ref_offset(plain, l1, c1, encoding), ref_offset(plain, l2, c2, encoding)
+        assert rope.offset(l1, c1, encoding) == a
+        assert client_offset(plain, l1, c1, encoding) == a
+        a, b = min(a, b), max(a, b)
+        plain = plain[:a] + new + plain[b:]
+        rope.splice((l1, c1, l2, c2), new, encoding)
+        assert str(rope) == plain and rope == plain and len(rope) == len(plain)
+        # No \r\n pair straddles two chunks: per-chunk break counts add up.
+        for left, right in zip(rope._chunks, rope._chunks[1:], strict=False):
+            assert not (left.endswith("\r") and right.startswith("\n"))
+    assert rope.utf8_length() == len(plain.encode("utf-8", "surrogatepass"))
+    assert rope.longest_line() == max(map(len, plain.split("\n")))
+    assert rope.head(5) == plain[:5]
+
+
+@settings(max_examples=100, deadline=None)
+@given(text=texts, line=st.integers(-1, 12), col=st.integers(-1, 12))
+def test_char_offset_matches_the_line_index(text, line, col) -> None:
+    assert char_offset(text, line, col) == LineIndex(text, encode(text)).offset(line, col)
+
+
+def test_a_big_rope_edits_in_place() -> None:
+    text = "int f(void) { return 1; }\n" * 20_000
+    rope = RawText(text)
+    chunks = list(rope._chunks)
+    rope.splice((10_000, 4, 10_000, 5), "g", "utf-16")
+    changed = sum(a is not b for a, b in zip(chunks, rope._chunks, strict=True))
+    assert changed <= 2  # the chunk edited (and a neighbour it may merge with), not the rest
+    assert str(rope) == text[: 10_000 * 26 + 4] + "g" + text[10_000 * 26 + 5 :]
+
+
+def test_edits_wait_for_no_parse(monkeypatch) -> None:
+    """A parse runs outside the document's lock: an edit made meanwhile is applied at once,
+    the parse's functions are those of the text it started from, and the next call sees the
+    edit."""
+    doc = ParsedDocument("int a(void) { return 1; }\n", "c")
+    started, release = threading.Event(), threading.Event()
+    real = document._parse
+
+    def slow_parse(*args):
+        started.set()
+        assert release.wait(30)
+        return real(*args)
+
+    monkeypatch.setattr(document, "_parse", slow_parse)
+    got: list = []
+    worker = threading.Thread(target=lambda: got.append(doc.functions()))
+    worker.start()
+    assert started.wait(30)
+    editor = threading.Thread(target=doc.apply_change, args=(0, 4, 0, 5, "b"))
+    editor.start()
+    editor.join(10)
+    edited_while_parsing = not editor.is_alive()
+    release.set()
+    worker.join(30)
+    editor.join(30)
+    assert edited_while_parsing
+    assert [f.name for f in got[0]] == ["a"]  # the snapshot it parsed
+    monkeypatch.setattr(document, "_parse", real)
+    assert [f.name for f in doc.functions()] == ["b"]
+    assert doc.functions() == document.extract_functions(doc.text, "c")
