@@ -110,3 +110,75 @@ def test_edits_wait_for_no_parse(monkeypatch) -> None:
     monkeypatch.setattr(document, "_parse", real)
     assert [f.name for f in doc.functions()] == ["b"]
     assert doc.functions() == document.extract_functions(doc.text, "c")
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=texts)
+def test_line_index_fast_path_matches_the_regex_one(text) -> None:
+    """Texts without \r take the numpy path, the others the regex one: both give the table
+    a full regex scan gives."""
+    fast = LineIndex(text, encode(text))
+    starts = [0, *(m.end() for m in _EOL.finditer(text))]
+    ends = [*(m.start() for m in _EOL.finditer(text)), len(text)]
+    assert fast._char_starts == starts and fast._content_ends == ends
+    assert fast._byte_starts == [len(encode(text[:s])) for s in starts]
+    for off in range(len(text) + 1):
+        assert fast.byte_to_char(fast.char_to_byte(off)) == off
+
+
+SOURCES = {
+    "c": "".join(
+        f"{'// alpine: ignore' if i % 3 == 0 else '/* f */'}\nstatic int fn_{i}(int a)\n"
+        f"{{\n    return a + {i};\n}}\n"
+        for i in range(12)
+    ),
+    "python": "".join(
+        f"# alpine: ignore\ndef f{i}(a):\n    return a + {i}\n\n"
+        if i % 2
+        else f"class C{i}:\n    def m(self):\n        return {i}\n\n"
+        for i in range(10)
+    ),
+    "javascript": "".join(
+        f"const f{i} = (a) => a + {i};\nfunction g{i}() {{ return () => {i}; }}\n"
+        for i in range(10)
+    ),
+}
+inserts = st.sampled_from(
+    ["x", "\n", "\n\n", "// alpine: ignore\n", "}", "{", "int q(void) { return 0; }\n", " ", ""]
+)
+edits_many = st.lists(
+    st.tuples(st.integers(0, 70), st.integers(0, 30), st.integers(0, 2), inserts),
+    min_size=1,
+    max_size=6,
+)
+
+
+@pytest.mark.parametrize("language", sorted(SOURCES))
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=edits_many, batch=st.booleans())
+def test_functions_after_edits_equal_a_fresh_extraction(language, steps, batch) -> None:
+    """Reusing the functions of top-level nodes an edit left alone gives exactly what a fresh
+    parse and walk of the whole text give."""
+    doc = ParsedDocument(SOURCES[language], language)
+    doc.functions()
+    for line, col, span, new in steps:
+        doc.apply_change(line, col, line + (span == 2), col + span, new)
+        if not batch:  # one extraction per edit, or several edits between extractions
+            assert doc.functions() == document.extract_functions(doc.text, language)
+    assert doc.functions() == document.extract_functions(doc.text, language)
+
+
+def test_an_edit_rewalks_only_the_function_it_touches() -> None:
+    text = "".join(f"int fn_{i}(int a)\n{{\n    return a + {i};\n}}\n" for i in range(200))
+    doc = ParsedDocument(text, "c")
+    before = doc.functions()
+    doc.apply_change(100 * 4 + 2, 15, 100 * 4 + 2, 15, " * 2")  # inside fn_100's body
+    after = doc.functions()
+    assert after == document.extract_functions(doc.text, "c")
+    same = [a is b for a, b in zip(before, after, strict=True)]
+    assert [i for i, kept in enumerate(same) if not kept] == [100]  # the others kept as is
+    doc.apply_change(100 * 4 + 2, 0, 100 * 4 + 2, 0, "\n")  # a line more inside fn_100
+    moved = doc.functions()
+    assert moved == document.extract_functions(doc.text, "c")
+    assert all(a is b for a, b in zip(after[:100], moved, strict=False))
+    assert [f.start_line for f in moved[101:]] == [f.start_line + 1 for f in after[101:]]

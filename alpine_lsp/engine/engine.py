@@ -30,7 +30,7 @@ from ..model.score import FunctionScore
 from ..parsing import Function, ParsedDocument, extract_functions, file_ignored, language_for
 from .adapter import AdapterWatcher
 from .cache import ScoreCache, default_cache_path, usable_cache_dir
-from .memory import release_memory
+from .memory import release_memory, settle_heap, unsettle_heap
 from .models import ModelHolder
 from .policy import ScorePool, flagged, language_off, language_table
 from .positions import client_offset
@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-@dataclass
+@dataclass(slots=True)
 class FunctionResult:
     function: Function
     score: FunctionScore | None
@@ -68,6 +68,19 @@ class DocumentResult:
 
 
 @dataclass
+class _Memo:
+    """What the last analysis of a document found per function text, for the next one: an
+    edit to one of 20,000 functions then costs one cache miss and one similar-code lookup,
+    not 20,000 of each."""
+
+    fingerprint: str  # scores hold for this model (and adapter)
+    scores: dict[str, FunctionScore]  # by function hash
+    similar_key: tuple | None = None  # model, settings, thresholds the matches were found with
+    others_gen: int = -1  # index writes by other files when the matches were found
+    similar: dict[str, list[Match]] = field(default_factory=dict)
+
+
+@dataclass
 class DocumentState:
     uri: str
     language: str | None
@@ -78,6 +91,7 @@ class DocumentState:
     result: DocumentResult | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     raw: RawText | None = None  # the text while it is not parsed (skipped): edits still apply
+    memo: _Memo | None = None  # the worker's own: read and written by analysis only
 
 
 MAX_LINE_CHARS = 100_000  # a 45K-character bundle line is still analysed
@@ -144,18 +158,41 @@ class Scorer:
         # instead of scoring the same functions again.
         self._lock = threading.Lock()
 
-    def score(self, functions: list[Function], language: str) -> list[FunctionScore] | None:
-        with self._lock:
-            return self._score(functions, language)
+    def fingerprint(self) -> str | None:
+        """What a score depends on now: the model's fingerprint, and the adapter's if any."""
+        model = self.holder.model
+        if model is None:
+            return None
+        adapter = self.adapters.current(model) if self.adapters is not None else None
+        return adapter.fingerprint(model.fingerprint) if adapter else model.fingerprint
 
-    def _score(self, functions: list[Function], language: str) -> list[FunctionScore] | None:
+    def score(
+        self,
+        functions: list[Function],
+        language: str,
+        known: tuple[str, dict[str, FunctionScore]] | None = None,
+    ) -> list[FunctionScore] | None:
+        """Scores of `functions`; `known` = (fingerprint, scores by hash) already at hand."""
+        with self._lock:
+            return self._score(functions, language, known)
+
+    def _score(
+        self,
+        functions: list[Function],
+        language: str,
+        known: tuple[str, dict[str, FunctionScore]] | None = None,
+    ) -> list[FunctionScore] | None:
         model = self.holder.model
         if model is None:
             return None
         adapter = self.adapters.current(model) if self.adapters is not None else None
         fp = adapter.fingerprint(model.fingerprint) if adapter else model.fingerprint
         hashes = [f.hash for f in functions]
-        found = self.cache.get_many(fp, language, hashes)
+        held = known[1] if known is not None and known[0] == fp else {}
+        found = {h: held[h] for h in hashes if h in held}
+        missing = [h for h in hashes if h not in found]
+        if missing:
+            found.update(self.cache.get_many(fp, language, missing))
         self.stats.add("cache_hits", sum(1 for h in hashes if h in found))
         todo: dict[str, str] = {}
         for f in functions:
@@ -197,6 +234,9 @@ class Engine:
         self.on_model = on_model or (lambda h: None)
         self.index: IndexStore | None = None
         self.clone_keys = KeyCache()
+        self._index_writes = 0
+        self._own_writes: dict[str, int] = {}
+        self._writes_lock = threading.Lock()
         self.root: Path | None = None
         self.worker = Debouncer(self._analyze)
         self.indexer_cancel = threading.Event()
@@ -219,9 +259,12 @@ class Engine:
         self.load_model()
 
     def load_model(self) -> None:
+        unsettle_heap()  # the model being replaced may hold cycles: let them be collected
         self.holder.load_async(self.settings, self._model_done)
 
     def _model_done(self, holder: ModelHolder) -> None:
+        if holder.state == "ready":
+            settle_heap()
         self.on_model(holder)
         if holder.state == "ready":
             self.reanalyze_all(delay_s=0)
@@ -372,9 +415,11 @@ class Engine:
         )
         scores = None
         failed = False
+        memo = state.memo
         if functions and not skipped:
             try:
-                scores = self.scorer.score(functions, state.language or "")
+                known = (memo.fingerprint, memo.scores) if memo is not None else None
+                scores = self.scorer.score(functions, state.language or "", known)
             except Exception:
                 log.exception("%s: scoring failed", uri)
                 self.stats.add("errors")
@@ -384,10 +429,17 @@ class Engine:
             self._idle_trim()
             return
         result.scored = scores is not None or failed or not functions or skipped is not None
-        similar = self._similar(uri, state.language, functions, scores)
+        fp = self.scorer.fingerprint()
+        if scores is not None and fp is not None:
+            fresh = _Memo(fp, {f.hash: sc for f, sc in zip(functions, scores, strict=True)})
+            state.memo, memo = fresh, memo if memo is not None and memo.fingerprint == fp else None
+        similar = self._similar(uri, state.language, functions, scores, memo, state.memo)
         threshold = result.threshold if result.threshold is not None else 1.1
         result.defect_off = self.defect_off(state.language)
         cutoff = self._pool_cutoff(uri, functions, scores)
+        # The last result's entries, reused when nothing in them changed: a new object per
+        # function per edit kept the cyclic collector walking 20,000 of them every few edits.
+        last = {id(r.function): r for r in state.result.functions} if state.result else {}
         for i, f in enumerate(functions):
             s = scores[i] if scores is not None else None
             flag = bool(
@@ -397,6 +449,11 @@ class Engine:
                 and result.defect_off is None
                 and flagged(s.probability, threshold, cutoff)
             )
+            old = last.get(id(f))
+            same = old is not None and old.function is f and old.score is s
+            if same and old.flagged == flag and old.similar == similar[i]:
+                result.functions.append(old)
+                continue
             result.functions.append(FunctionResult(f, s, flag, similar[i]))
         state.result = result
         now = time.perf_counter()
@@ -447,7 +504,13 @@ class Engine:
         language: str | None,
         functions: list[Function],
         scores: list[FunctionScore] | None,
+        before: _Memo | None = None,
+        after: _Memo | None = None,
     ) -> list[list[Match]]:
+        """Similar-code hints per function. With the last analysis's memo (`before`), only
+        functions whose text is new, whose hints point into this file (its lines move), or
+        that a new function's hints point at are looked up; the rest keep their hints while
+        no other file changed the index. `after` receives the hints for the next time."""
         empty: list[list[Match]] = [[] for _ in functions]
         model = self.holder.model
         if self.index is None or scores is None or model is None or language is None:
@@ -460,17 +523,44 @@ class Engine:
             if not sim.enabled or sim.max_results == 0:
                 return empty
             limits = thresholds(model, language, sim.threshold)
-            return find(
-                self.index,
-                uri,
-                language,
-                functions,
-                keys,
-                [s.embedding for s in scores],
-                model.fingerprint,
-                limits,
-                sim.max_results,
-            )
+            key = (model.fingerprint, sim.max_results, limits)
+            others = self._index_writes - self._own_writes.get(uri, 0)
+            held = {}
+            if before is not None and before.similar_key == key and before.others_gen == others:
+                held = before.similar
+            out: list[list[Match] | None] = [None] * len(functions)
+            for i, f in enumerate(functions):
+                got = held.get(f.hash)
+                if got is not None and all(m.uri != uri for m in got):
+                    out[i] = got
+
+            def look_up(todo: list[int]) -> None:
+                found = find(
+                    self.index,
+                    uri,
+                    language,
+                    [functions[i] for i in todo],
+                    [keys[i] for i in todo],
+                    [scores[i].embedding for i in todo],
+                    model.fingerprint,
+                    limits,
+                    sim.max_results,
+                )
+                for i, matches in zip(todo, found, strict=True):
+                    out[i] = matches
+
+            todo = [i for i, m in enumerate(out) if m is None]
+            look_up(todo)
+            # A new function that copies an unchanged one: that one's hints change too.
+            lines = {m.start_line for i in todo for m in out[i] or () if m.uri == uri}
+            if lines and held:
+                look_up([i for i, f in enumerate(functions) if f.start_line in lines])
+            self.stats.add("similar_lookups", len(todo))
+            done = [m if m is not None else [] for m in out]
+            if after is not None:
+                after.similar_key, after.others_gen = key, others
+                after.similar = {f.hash: m for f, m in zip(functions, done, strict=True)}
+            return done
         except Exception:
             log.exception("similar-code lookup failed for %s", uri)
             self.stats.add("errors")
@@ -544,6 +634,7 @@ class Engine:
                 self.stats.add("errors")
         else:
             for uri in set(known) - seen:  # files deleted while the server was away
+                self._index_wrote(uri)
                 self.index.remove_file(uri)
         self.index_state = "cancelled" if cancel.is_set() else "done"
         if done:
@@ -559,9 +650,11 @@ class Engine:
             data = read_source_file(path, self.settings.max_file_size, self.root)
         except OSError as e:
             log.debug("not indexed: %s", e)
+            self._index_wrote(uri)
             self.index.remove_file(uri)
             return 0
         if b"\x00" in data[:8192] or len(data) > self.settings.max_file_size:
+            self._index_wrote(uri)
             self.index.remove_file(uri)
             return 0
         text = data.decode("utf-8", errors="replace")
@@ -594,6 +687,7 @@ class Engine:
     def _store(self, uri, language, functions, scores, keys, fingerprint: str) -> None:
         """Index a file's functions with their clone keys, capped for generated files."""
         assert self.index is not None
+        self._index_wrote(uri)
         keep = capped(uri, keys)
         self.index.replace_file(
             uri,
@@ -604,8 +698,16 @@ class Engine:
             ],
         )
 
+    def _index_wrote(self, uri: str) -> None:
+        """Count index writes per file: a document's memoised hints hold while no other file
+        wrote (the worker and the indexer thread both write)."""
+        with self._writes_lock:
+            self._index_writes += 1
+            self._own_writes[uri] = self._own_writes.get(uri, 0) + 1
+
     def forget_file(self, uri: str) -> None:
         if self.index is not None:
+            self._index_wrote(index_uri(uri))
             self.index.remove_file(index_uri(uri))
             self.reanalyze_all()  # hints that pointed at the file go
 

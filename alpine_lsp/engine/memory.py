@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import logging
 import sys
 
@@ -50,3 +51,19 @@ def release_memory() -> None:
     lib = _glibc()
     if lib is not None:
         lib.malloc_trim(0)
+
+
+def settle_heap() -> None:
+    """Once a model is ready: collect, then hide what survives from the cyclic collector.
+
+    What lives then (torch's modules, the model, the tokenizer: some 300,000 objects) lives as
+    long as the process, yet every full collection walked it: 0.33 s each, and editing a file of
+    20,000 functions triggered one every few edits. Frozen objects are still freed by reference
+    counting; only cycles among them wait for `unsettle_heap` (before the next model load).
+    """
+    gc.collect()
+    gc.freeze()
+
+
+def unsettle_heap() -> None:
+    gc.unfreeze()

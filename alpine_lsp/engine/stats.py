@@ -19,6 +19,7 @@ class Stats:
             "embeddings_computed": 0,
             "files_indexed": 0,
             "files_skipped": 0,
+            "similar_lookups": 0,  # functions looked up in the index (the rest kept theirs)
             "errors": 0,
         }
         self.latencies: dict[str, deque[float]] = {

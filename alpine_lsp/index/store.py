@@ -387,6 +387,7 @@ class IndexStore:
     # -- opening, damage and recovery -------------------------------------------------------
     def _open(self) -> None:
         self.in_memory = False
+        self._stored: dict[str, set[tuple[str, str]]] = {}  # per file: vectors written here
         try:
             self._db = self._connect(self.db_path)
             return
@@ -478,6 +479,7 @@ class IndexStore:
             self._db = None
         self._matrix = None
         self._data_version = None
+        self._stored = {}
         for suffix in ("-wal", "-shm", ""):
             p = Path(f"{self.db_path}{suffix}")
             try:
@@ -548,17 +550,22 @@ class IndexStore:
         ]
 
         def op(db: sqlite3.Connection) -> None:
+            # Vectors this connection wrote for the file's last version are there still (only
+            # the sweep at open deletes, and only unreferenced ones): an edit to one of 20,000
+            # functions then writes one embedding, not 20 MB of them.
+            known = self._stored.get(uri, set())
             with _transaction(db):
                 db.execute("DELETE FROM functions WHERE uri = ?", (uri,))
                 db.executemany(
                     "INSERT INTO vectors (fingerprint, hash, dim, embedding, used) "
                     "VALUES (?, ?, ?, ?, ?) ON CONFLICT (fingerprint, hash) DO UPDATE SET "
                     "dim = excluded.dim, embedding = excluded.embedding, used = excluded.used",
-                    list(vector_rows.values()),
+                    [row for key, row in vector_rows.items() if key not in known],
                 )
                 db.executemany(
                     f"INSERT INTO functions VALUES ({', '.join('?' * 17)})", function_rows
                 )
+            self._stored[uri] = set(vector_rows)
             m = self._matrix
             if m is not None:
                 m.remove(uri)
@@ -588,6 +595,7 @@ class IndexStore:
 
     def remove_file(self, uri: str) -> None:
         def op(db: sqlite3.Connection) -> None:
+            self._stored.pop(uri, None)
             with _transaction(db):
                 db.execute("DELETE FROM functions WHERE uri = ?", (uri,))
             if self._matrix is not None:
@@ -597,6 +605,7 @@ class IndexStore:
 
     def clear(self) -> None:
         def op(db: sqlite3.Connection) -> None:
+            self._stored.clear()
             with _transaction(db):
                 db.execute("DELETE FROM functions")
                 db.execute("DELETE FROM vectors")

@@ -5,9 +5,10 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
+import numpy as np
 from tree_sitter import Tree
 
-from .functions import Function, functions_from_tree
+from .functions import Function, TopLevel
 from .languages import get_parser, normalize_language
 from .preproc import mask
 from .text import LineIndex, char_offset, encode, ts_point, ts_point_after
@@ -74,6 +75,7 @@ class ParsedDocument:
         self._edits: list[_PendingEdit] = []  # edits after _tree_gen, for the next parse
         self._functions: list[Function] | None = None
         self._functions_gen = -1
+        self._extracted: _Extraction | None = None  # the newest extraction, for reuse
 
     @property
     def text(self) -> str:
@@ -164,25 +166,29 @@ class ParsedDocument:
                 tree.edit(**e.ts_edit)
             return tree
 
-    def _compute(self, snap: Snapshot) -> tuple[Tree, list[Function] | None]:
-        """The tree of `snap` (and its functions when cached), parsing outside the lock."""
+    def _compute(self, snap: Snapshot) -> tuple[Tree, _Reparse | None]:
+        """The tree of `snap`, parsing outside the lock; with what changed since the tree it
+        was parsed from, when that parse was incremental."""
         with self._lock:
             if self._tree_gen == snap.gen and self._tree is not None:
-                cached = self._functions if self._functions_gen == snap.gen else None
-                return self._tree, cached
-            base, masked = self._tree, self._tree_masked
+                return self._tree, None
+            base, base_gen, masked = self._tree, self._tree_gen, self._tree_masked
             edits = [e for e in self._edits if e.gen <= snap.gen] if base is not None else []
         tree = base.copy() if base is not None else None
         for e in edits:
             assert tree is not None
             tree.edit(**e.ts_edit)
             masked = _shift(masked, *e.bytes_)
-        tree, masked = _parse(self.language, snap.data, tree, masked)
+        edited = tree
+        tree, masked, incremental = _parse(self.language, snap.data, tree, masked)
         with self._lock:
             if snap.gen > self._tree_gen:
                 self._tree, self._tree_gen, self._tree_masked = tree, snap.gen, masked
                 self._edits = [e for e in self._edits if e.gen > snap.gen]
-        return tree, None
+        if not incremental or edited is None:
+            return tree, None
+        changed = [(r.start_byte, r.end_byte) for r in edited.changed_ranges(tree)]
+        return tree, _Reparse(base_gen, [e.bytes_ for e in edits], changed)
 
     def functions_of(self, snap: Snapshot) -> list[Function]:
         """Functions of one snapshot's text; the parse runs outside the lock, so edits can
@@ -190,10 +196,21 @@ class ParsedDocument:
         with self._lock:
             if self._functions is not None and self._functions_gen == snap.gen:
                 return list(self._functions)
-        tree, _ = self._compute(snap)
+            last = self._extracted
+        tree, reparse = self._compute(snap)
         index = LineIndex(snap.text, snap.data)
-        found = functions_from_tree(tree, self.language, index)
+        top = TopLevel(tree, self.language, index)
+        extraction = None
+        if reparse is not None and last is not None and last.gen == reparse.base_gen:
+            extraction = _reuse(last, reparse, top, snap)
+        if extraction is None:  # the first parse, a fresh one, or nothing safe to reuse
+            nodes = top.nodes()
+            per = [top.functions(n) for n in nodes]
+            extraction = _Extraction.build(snap, nodes, per)
+        found = extraction.functions
         with self._lock:
+            if self._extracted is None or snap.gen > self._extracted.gen:
+                self._extracted = extraction
             if self._gen == snap.gen:
                 self._functions, self._functions_gen = found, snap.gen
                 if self._index is None:
@@ -205,10 +222,157 @@ class ParsedDocument:
         return self.functions_of(self.snapshot())
 
 
+@dataclass
+class _Reparse:
+    base_gen: int  # the generation of the tree the incremental parse started from
+    edits: list[tuple[int, int, int]]  # (start, old end, new length) bytes, in order
+    changed: list[tuple[int, int]]  # byte ranges whose syntax changed (new coordinates)
+
+
+@dataclass
+class _Extraction:
+    """The functions of one generation, and per top-level node (in order) its bytes, rows and
+    first function: arrays, so an edit finds the nodes it left alone by binary search."""
+
+    gen: int
+    newlines: int
+    functions: list[Function]
+    starts: np.ndarray  # start byte per node
+    ends: np.ndarray
+    start_rows: np.ndarray
+    end_rows: np.ndarray
+    counts: np.ndarray  # functions per node
+
+    @staticmethod
+    def build(snap: Snapshot, nodes, per: list[list[Function]]) -> _Extraction:
+        functions = [f for fs in per for f in fs]
+        return _Extraction(
+            snap.gen,
+            snap.data.count(b"\n"),
+            functions,
+            *_node_arrays(nodes),
+            np.array([len(fs) for fs in per], dtype=np.int64),
+        )
+
+    def first(self, node: int) -> int:
+        return int(self.counts[:node].sum())
+
+
+def _node_arrays(nodes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    rows = [(n.start_byte, n.end_byte, n.start_point.row, n.end_point.row) for n in nodes]
+    a = np.array(rows, dtype=np.int64).reshape(-1, 4)
+    return a[:, 0], a[:, 1], a[:, 2], a[:, 3]
+
+
+# Grammars whose functions take in their preceding siblings (Rust's #[attributes]): there a
+# function's extent is not its top-level node's, so nothing is reused.
+_NO_REUSE = frozenset({"rust"})
+
+
+def _reuse(
+    last: _Extraction, reparse: _Reparse, top: TopLevel, snap: Snapshot
+) -> _Extraction | None:
+    """The new extraction, re-walking only the top-level nodes near the edits and keeping (or
+    moving down) the functions of the others; None where that would not be exactly what a
+    full walk gives. Per edit this costs the nodes near it, not the 20,000 of a big file."""
+    if top.extractor.language in _NO_REUSE or not top.split:
+        return None
+    text = snap.text
+    if text.count("\r") != text.count("\r\n"):
+        return None  # a lone \r breaks an LSP line but not a tree-sitter row
+    # The edits' envelope [lo, hi) in new bytes; bytes outside moved by 0 (before) or delta.
+    lo = hi = None
+    delta = 0
+    for start, old_end, new_len in reparse.edits:
+        new_end, d = start + new_len, new_len - (old_end - start)
+        if lo is None or hi is None:
+            lo, hi = start, new_end
+        else:
+            lo = min(lo if lo < start else (lo + d if lo >= old_end else start), start)
+            hi = max(hi if hi <= start else (hi + d if hi >= old_end else new_end), new_end)
+        delta += d
+    if lo is None or hi is None:
+        return None
+    for a, b in reparse.changed:
+        lo, hi = min(lo, a), max(hi, b)
+    data = snap.data
+    # Lines next to an edit matter too: `alpine: ignore` reads the line above a function.
+    lo_row = data.count(b"\n", 0, lo) - 1
+    hi_row = data.count(b"\n", 0, hi) + 1
+    rows = data.count(b"\n") - last.newlines
+    m = len(last.starts)
+    # Old nodes wholly before the envelope (same bytes and rows now), and from j0 on wholly
+    # after it (moved by delta bytes and `rows` rows); the arrays are sorted.
+    i0 = min(
+        int(np.searchsorted(last.ends, lo, side="right")),
+        int(np.searchsorted(last.end_rows, lo_row, side="left")),
+    )
+    j0 = max(
+        int(np.searchsorted(last.starts, hi - delta, side="left")),
+        int(np.searchsorted(last.start_rows, hi_row - rows, side="right")),
+        i0,
+    )
+    root = top.root
+    new_j0 = root.child_count - (m - j0)
+    if new_j0 < i0:
+        return None
+    # The nodes around the re-walked ones must be the old ones, where the old ones were.
+    if i0 > 0 and root.child(i0 - 1).end_byte != last.ends[i0 - 1]:
+        return None
+    if j0 < m and root.child(new_j0).start_byte != last.starts[j0] + delta:
+        return None
+    dirty, node = [], root.child(i0) if i0 < new_j0 else None
+    for _ in range(new_j0 - i0):
+        assert node is not None
+        dirty.append(node)
+        node = node.next_sibling
+    per = [top.functions(n) for n in dirty]
+    first_after = last.first(j0)
+    after = last.functions[first_after:]
+    functions = [
+        *last.functions[: last.first(i0)],
+        *(f for fs in per for f in fs),
+        *(after if not rows else [_moved(f, rows) for f in after]),
+    ]
+    starts, ends, start_rows, end_rows = _node_arrays(dirty)
+    return _Extraction(
+        snap.gen,
+        last.newlines + rows,
+        functions,
+        np.concatenate([last.starts[:i0], starts, last.starts[j0:] + delta]),
+        np.concatenate([last.ends[:i0], ends, last.ends[j0:] + delta]),
+        np.concatenate([last.start_rows[:i0], start_rows, last.start_rows[j0:] + rows]),
+        np.concatenate([last.end_rows[:i0], end_rows, last.end_rows[j0:] + rows]),
+        np.concatenate(
+            [last.counts[:i0], np.array([len(fs) for fs in per], np.int64), last.counts[j0:]]
+        ),
+    )
+
+
+def _moved(f: Function, rows: int) -> Function:
+    """`f` on lines `rows` further down (columns stay: the edit ended lines above it)."""
+    return Function(
+        f.name,
+        f.kind,
+        f.start_line + rows,
+        f.start_col,
+        f.end_line + rows,
+        f.end_col,
+        f.name_start_line + rows,
+        f.name_start_col,
+        f.name_end_line + rows,
+        f.name_end_col,
+        f.text,
+        f.hash,
+        f.ignored,
+    )
+
+
 def _parse(
     language: str, data: bytes, edited: Tree | None, masked: tuple[tuple[int, int], ...]
-) -> tuple[Tree, tuple[tuple[int, int], ...]]:
-    """Parse `data`, incrementally from `edited` when that is safe; returns the #if blanks."""
+) -> tuple[Tree, tuple[tuple[int, int], ...], bool]:
+    """Parse `data`, incrementally from `edited` when that is safe: (tree, the #if blanks,
+    whether the tree came from `edited`)."""
     parser = get_parser(language)
     if language in ("c", "cpp"):  # one configuration: see preproc.py
         data, now = mask(data)
@@ -223,8 +387,8 @@ def _parse(
         if tree is not None and tree.root_node.has_error:
             tree = None
     if tree is None:
-        tree = parser.parse(data)
-    return tree, masked
+        return parser.parse(data), masked, False
+    return tree, masked, True
 
 
 def _shift(

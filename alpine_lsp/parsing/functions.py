@@ -12,7 +12,7 @@ from tree_sitter import Node, Tree
 from .text import LineIndex
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Function:
     """One function or method. Positions are 0-based; columns count code points; ends exclude."""
 
@@ -418,15 +418,48 @@ class _Extractor:
 
 def functions_from_tree(tree: Tree, language: str, index: LineIndex) -> list[Function]:
     """All named functions in `tree`, in document order (outer before nested)."""
+    return [f for f, _ in functions_with_spans(tree, language, index)]
+
+
+Span = tuple[int, int]  # (start_byte, end_byte) of a top-level node
+
+
+class TopLevel:
+    """Extraction one top-level node at a time: functions never span two of them, so an edit
+    leaves the functions of the nodes it does not touch alone (ParsedDocument reuses them)."""
+
+    def __init__(self, tree: Tree, language: str, index: LineIndex) -> None:
+        self.root = tree.root_node
+        self.extractor = _Extractor(language, index)
+        self.function_types = frozenset(_FUNCTION_TYPES[language])
+        self.scope_types = _CLASS_SCOPES[language] | _OTHER_SCOPES.get(language, frozenset())
+        # A root that is itself a function or scope has no top-level split (no such grammar
+        # today); then the root is the one node.
+        t = self.root.type
+        self.split = t not in self.function_types and t not in self.scope_types
+
+    def nodes(self) -> list[Node]:
+        return self.root.children if self.split else [self.root]
+
+    def functions(self, node: Node) -> list[Function]:
+        top = _Context((), None, None)
+        stack = [(None, top), (self.root, top)] if self.split else [(None, top)]
+        return _walk(node.walk(), stack, self.extractor, self.function_types, self.scope_types)
+
+
+def functions_with_spans(
+    tree: Tree, language: str, index: LineIndex
+) -> list[tuple[Function, Span]]:
+    """Functions in document order, each with the span of the top-level node it lies in."""
+    top = TopLevel(tree, language, index)
+    return [(f, (n.start_byte, n.end_byte)) for n in top.nodes() for f in top.functions(n)]
+
+
+def _walk(cursor, stack, extractor, function_types, scope_types) -> list[Function]:
     # A TreeCursor walk is linear; a Query was as fast on normal code but went quadratic on
     # ERROR nodes with many children (e.g. 20k unmatched brackets), and Node.parent is O(depth).
-    extractor = _Extractor(language, index)
-    function_types = frozenset(_FUNCTION_TYPES[language])
-    scope_types = _CLASS_SCOPES[language] | _OTHER_SCOPES.get(language, frozenset())
+    # `stack`: one entry per ancestor of the cursor's node: (ancestor, context its children see).
     found: list[Function] = []
-    cursor = tree.walk()
-    # One entry per ancestor of the cursor's node: (ancestor, context its children see).
-    stack: list[tuple[Node | None, _Context]] = [(None, _Context((), None, None))]
     while True:
         node = cursor.node
         assert node is not None

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from bisect import bisect_right
 
+import numpy as np
+
 _NEWLINE = re.compile(r"\r\n|\r|\n")
 _NEWLINE_B = re.compile(rb"\r\n|\r|\n")
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -100,10 +102,24 @@ class LineIndex:
         self.data = data
         # Every code point encodes to at least one byte, so equal lengths means pure ASCII.
         self._ascii = len(text) == len(data)
+        self._sparse: list[int] | None = None  # byte offset of every _STEP-th code point
+        if "\r" not in text:
+            # numpy finds the \n bytes 50x faster than a regex yields match objects (an
+            # 80,000-line file took 0.3 s per edit here).
+            raw = np.frombuffer(data, dtype=np.uint8)
+            nl = np.flatnonzero(raw == 10)
+            self._byte_starts = [0, *(nl + 1).tolist()]
+            if self._ascii:
+                self._char_starts = self._byte_starts
+            else:  # code points up to each \n: bytes that are not UTF-8 continuation bytes
+                heads = np.cumsum((raw & 0xC0) != 0x80)
+                self._char_starts = [0, *heads[nl].tolist()]
+            self._content_ends = [s - 1 for s in self._char_starts[1:]]
+            self._content_ends.append(len(text))
+            return
         breaks = list(_NEWLINE.finditer(text))
         self._char_starts = [0, *(m.end() for m in breaks)]
         self._content_ends = [*(m.start() for m in breaks), len(text)]
-        self._sparse: list[int] | None = None  # byte offset of every _STEP-th code point
         if self._ascii:
             self._byte_starts = self._char_starts
         else:
