@@ -828,6 +828,64 @@ async def test_bad_model_directories_fail_clearly(tiny_model_dir, tmp_path):
         assert await stop(client) == 0
 
 
+@mod
+async def test_hostile_model_directories_fail_while_stats_answer(tiny_model_dir, tmp_path):
+    """Issue #20: a model.safetensors whose header names 20,000 tiny tensors, and a tokenizer.json
+    over the size json.loads parses in one go, holding millions of zeros (walked value by
+    value, then refused by the tokenizer): each load fails with a clear error, alpine/stats
+    answers all along (how fast is `bench hostile`'s question), and a good model afterwards
+    loads."""
+    import struct
+
+    from alpine_lsp.model.bounds import FAST_JSON_BYTES
+
+    root = tmp_path / "ws"
+    root.mkdir()
+    lying = tmp_path / "lying-header"
+    shutil.copytree(tiny_model_dir, lying)
+    header = {
+        f"t{i}": {"dtype": "F16", "shape": [1], "data_offsets": [2 * i, 2 * i + 2]}
+        for i in range(20_000)
+    }
+    raw = json.dumps(header).encode()
+    with open(lying / "model.safetensors", "wb") as f:
+        f.write(struct.pack("<Q", len(raw)) + raw + bytes(40_000))
+    zeros = tmp_path / "tokenizer-zeros"
+    shutil.copytree(tiny_model_dir, zeros)
+    tok = (zeros / "tokenizer.json").read_text().rstrip()
+    filler = "0," * ((FAST_JSON_BYTES + (1 << 20)) // 2)
+    (zeros / "tokenizer.json").write_text(tok[:-1] + ', "junk": [' + filler + "0]}")
+    init = lsp_settings(tiny_model_dir, allowWorkspaceModel=True)
+    client = await launch(root, tmp_path / "cache", tmp_path / "h.log", init)
+    try:
+        assert (await model_ready(client))["model"]["state"] == "ready"
+        for path, words in [(lying, "damaged or truncated"), (zeros, "cannot be used")]:
+            conf = lsp_settings(path)
+            client.set_configuration({"alpine": conf})
+            client.workspace_did_change_configuration(
+                types.DidChangeConfigurationParams(settings={"alpine": conf})
+            )
+            loop = asyncio.get_running_loop()
+            end = loop.time() + 120
+            while True:
+                s = await asyncio.wait_for(stats(client), 30)  # answers at all, loading or not
+                m = s["model"]
+                if m["state"] == "failed" and str(path) in (m["error"] or ""):
+                    break
+                assert loop.time() < end, m
+                await asyncio.sleep(0.05)
+            assert words in m["error"], m["error"]
+        conf = lsp_settings(tiny_model_dir)
+        client.set_configuration({"alpine": conf})
+        client.workspace_did_change_configuration(
+            types.DidChangeConfigurationParams(settings={"alpine": conf})
+        )
+        await wait_for(lambda: _ready(client), 60)
+        assert client._server.returncode is None
+    finally:
+        assert await stop(client) == 0
+
+
 async def _ready(client):
     s = await stats(client)
     return s if s["model"]["state"] == "ready" else None

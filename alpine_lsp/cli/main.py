@@ -28,6 +28,7 @@ COMMANDS: dict[tuple[str, ...], str] = {
     ("bench", "edits"): "alpine_lsp.bench.edits",
     ("bench", "memory"): "alpine_lsp.bench.memory",
     ("bench", "lines"): "alpine_lsp.bench.lines",
+    ("bench", "hostile"): "alpine_lsp.bench.hostile",
     ("bench", "all"): "alpine_lsp.bench.all",
 }
 
@@ -43,7 +44,7 @@ USAGE = """usage: alpine-lsp [--stdio | --tcp HOST:PORT] [--log-level L] [--log-
        alpine-lsp eval defect --sources all --features DIR [--report F]
        alpine-lsp eval lines [--model DIR] [--data-root DIR] [--json F]
        alpine-lsp train cwe [--model DIR] [--data-root DIR] [--out DIR]
-       alpine-lsp bench pruning|lsp|index|memory|soak|edits|lines|all [--json]
+       alpine-lsp bench pruning|lsp|index|memory|soak|edits|lines|hostile|all [--json]
        alpine-lsp --version"""
 
 

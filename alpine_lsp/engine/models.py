@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..model.score import ModelLoadError
+from .memory import release_memory
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -88,6 +89,9 @@ class ModelHolder:
         except Exception as e:  # anything else from torch/transformers: report, keep serving
             log.exception("model load failed")
             error = f"{type(e).__name__}: {e}"
+        # What a failed (or large) load parsed is garbage now: hand the freed heap back, or
+        # a refused directory leaves the server hundreds of MB larger for good.
+        release_memory()
         with self._lock:
             if gen != self._generation:
                 return  # a newer load was asked for meanwhile

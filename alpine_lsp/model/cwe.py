@@ -195,6 +195,7 @@ def read_cwe(directory: str | Path, embed_dim: int) -> tuple[CweHead | None, str
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
+    from .bounds import MAX_JSON_BYTES, check_safetensors, read_bounded_json
     from .files import weights_digest
 
     p = Path(directory)
@@ -204,7 +205,9 @@ def read_cwe(directory: str | Path, embed_dim: int) -> tuple[CweHead | None, str
     if not all(has):
         raise ModelLoadError(f"model directory {p} has only one of {CWE_JSON}, {CWE_WEIGHTS}")
     try:
-        meta = json.loads((p / CWE_JSON).read_text(encoding="utf-8"))
+        meta = read_bounded_json(p / CWE_JSON, MAX_JSON_BYTES["cwe.json"])
+        names = dict.fromkeys(("weight", "bias", "idf"))
+        check_safetensors(p / CWE_WEIGHTS, names, CWE_JSON)  # a lying header: refused
         t = load_file(str(p / CWE_WEIGHTS))
         classes = [str(c) for c in meta["classes"]]
         features = str(meta["features"])

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from ..pruning import PruningConfig
 from .bounds import (
@@ -30,7 +30,9 @@ from .bounds import (
     check_config,
     check_lexical,
     check_tokenizer,
+    open_regular,
     read_bounded_json,
+    safetensors_layout,
 )
 from .encoder import KINDS, EncoderConfig, uninitialised
 from .lexical import JSON_NAME as LEXICAL_JSON
@@ -188,23 +190,17 @@ def read_dir(path: str | os.PathLike) -> tuple[AlpineNetwork, CodeTokenizer, Mod
     weights = p / "model.safetensors"
     if weights.stat().st_size > 4 * MAX_PARAMETERS + (1 << 20):
         raise ModelLoadError(f"{weights} is larger than any model this server loads")
-    check_tokenizer(p / "tokenizer.json")
+    tokenizer_json = check_tokenizer(p / "tokenizer.json")
     try:  # the plain-torch encoder (encoder.py): no transformers import at run time
         config = EncoderConfig.from_dict(cfg_d)
         with uninitialised():  # the weights are replaced at once (encoder.py says why)
             net = AlpineNetwork.from_config(config, meta.embed_dim)
     except (TypeError, ValueError) as e:
         raise ModelLoadError(f"{p / 'config.json'}: {e}") from None
-    try:
-        state = load_file(str(p / "model.safetensors"))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise ModelLoadError(f"{p / 'model.safetensors'} is damaged or truncated: {e}") from None
-    # fp32 for computing; the word-embedding table may stay fp16, as shipped: only the rows
-    # looked up are widened (exactly), which keeps 8 MB of the bundled model off the heap.
-    state = {
-        k: v if k.endswith(_EMBED_TABLE) and v.dtype == torch.float16 else v.float()
-        for k, v in state.items()
-    }
+    # The header against the network before any tensor is read: a lying header (a million
+    # tiny tensors, offsets past the end) costs milliseconds, not gigabytes.
+    expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    state = _read_weights_or_fail(weights, expected)
     try:
         net.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as e:
@@ -214,10 +210,48 @@ def read_dir(path: str | os.PathLike) -> tuple[AlpineNetwork, CodeTokenizer, Mod
             f"{p / 'model.safetensors'} does not fit config.json: {detail}"
         ) from None
     try:
-        tok = CodeTokenizer.from_file(str(p / "tokenizer.json"), meta.specials, meta.whitespace)
+        tok = CodeTokenizer.from_str(tokenizer_json, meta.specials, meta.whitespace)
+        del tokenizer_json
     except Exception as e:  # tokenizers raises its own Exception type
         raise ModelLoadError(f"{p / 'tokenizer.json'} cannot be used: {e}") from None
     return net.eval(), tok, meta, weights_digest(p / "model.safetensors")
+
+
+_TORCH_DTYPES = {"F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32}
+
+
+def read_weights(path: Path, expected: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
+    """model.safetensors as the network computes with it: fp32, except that the word-embedding
+    table may stay fp16, as shipped (only the rows looked up are widened, exactly: 8 MB of the
+    bundled model kept off the heap).
+
+    Read here, tensor by tensor, after its header was checked against the network
+    (bounds.safetensors_layout, on the same descriptor), not with safetensors' load_file: that
+    maps the file, and converting its fp16 tensors keeps every mapped page resident until the
+    last is done (the largest model allowed: 300 MB of fp16 pages beside 600 MB of fp32). Here
+    each fp16 buffer is freed as soon as it is widened. Plain reads also give the GIL up."""
+    out: dict[str, torch.Tensor] = {}
+    with open_regular(path) as f:
+        _start, layout = safetensors_layout(f, path, expected, "config.json")
+        for name, (dtype, shape, lo, hi) in sorted(layout.items(), key=lambda kv: kv[1][2]):
+            buf = bytearray(hi - lo)
+            f.seek(lo)
+            if hi > lo and f.readinto(buf) != hi - lo:
+                raise ModelLoadError(f"{path} is damaged or truncated: {name} is cut short")
+            t = torch.frombuffer(buf, dtype=_TORCH_DTYPES[dtype]) if buf else torch.empty(0)
+            t = t.reshape(shape)
+            if dtype != "F32" and not (name.endswith(_EMBED_TABLE) and dtype == "F16"):
+                t = t.float()  # a new tensor: `buf` goes with the loop variable
+            out[name] = t
+            del buf, t
+    return out
+
+
+def _read_weights_or_fail(path: Path, expected: dict[str, tuple[int, ...]]):
+    try:
+        return read_weights(path, expected)
+    except OSError as e:
+        raise ModelLoadError(f"{path} is damaged or truncated: {e}") from None
 
 
 @dataclass
@@ -248,9 +282,10 @@ def read_lexical(p: Path, meta: ModelMeta) -> tuple[LexicalModel | None, Fusion 
         raise ModelLoadError(
             f"{p / 'alpine.json'} lacks valid fusion weights for the lexical half"
         ) from None
-    check_lexical(p / LEXICAL_JSON)  # its token_pattern runs on every function: linear only
+    # Bounded, and its token_pattern (run on every function) linear only.
+    checked = check_lexical(p / LEXICAL_JSON)
     try:
-        lex = LexicalModel.load(p)
+        lex = LexicalModel.load(p, meta=checked)
     except (SafetensorError, OSError, ValueError, KeyError, TypeError) as e:
         raise ModelLoadError(f"{p / LEXICAL_WEIGHTS} or {LEXICAL_JSON} is damaged: {e}") from None
     return lex, fusion, weights_digest(p / LEXICAL_WEIGHTS) + weights_digest(p / LEXICAL_JSON)

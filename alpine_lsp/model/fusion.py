@@ -138,7 +138,11 @@ class FusedHead:
         d = Path(directory)
         if not (d / JSON_NAME).is_file() and not (d / WEIGHTS_NAME).is_file():
             return None
-        meta = json.loads((d / JSON_NAME).read_text(encoding="utf-8"))
+        from .bounds import MAX_JSON_BYTES, check_safetensors, read_bounded_json
+
+        meta = read_bounded_json(d / JSON_NAME, MAX_JSON_BYTES["fused_head.json"])
+        names = dict.fromkeys(("mean", "scale", "weight", "bias"))
+        check_safetensors(d / WEIGHTS_NAME, names, JSON_NAME)  # a lying header: refused
         w = load_file(str(d / WEIGHTS_NAME))
         head = cls(
             [str(n) for n in meta["features"]],

@@ -32,10 +32,19 @@ class Vocabulary:
     """
 
     def __init__(self, terms: list[str]) -> None:
-        encoded = [t.encode("utf-8", "surrogatepass") for t in terms]
-        self._blob = b"".join(encoded)
-        self._offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
-        np.cumsum([len(e) for e in encoded], out=self._offsets[1:])
+        # One joined string, not a bytes object per term: a 2M-term vocabulary would hold
+        # another 120 MB of them for a moment (the UTF-8 of the join is the join of the UTF-8s).
+        joined = "".join(terms)
+        n = len(terms)
+        if joined.isascii():
+            lengths = np.fromiter(map(len, terms), dtype=np.int64, count=n)
+        else:
+            sizes = (len(t.encode("utf-8", "surrogatepass")) for t in terms)
+            lengths = np.fromiter(sizes, dtype=np.int64, count=n)
+        self._blob = joined.encode("utf-8", "surrogatepass")
+        del joined
+        self._offsets = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(lengths, out=self._offsets[1:])
         hashes = np.fromiter(map(hash, terms), dtype=np.int64, count=len(terms))
         self._order = np.argsort(hashes, kind="stable")
         self._hashes = hashes[self._order]
@@ -172,12 +181,21 @@ class LexicalModel:
         )
 
     @classmethod
-    def load(cls, directory: str | Path, stem: str = "lexical") -> LexicalModel:
-        """Raises ValueError/OSError with the reason when the files are damaged."""
+    def load(
+        cls, directory: str | Path, stem: str = "lexical", meta: dict | None = None
+    ) -> LexicalModel:
+        """Raises ValueError/OSError with the reason when the files are damaged, ModelLoadError
+        when `stem`.json is over the bounds (model/bounds.py). `meta`: that file, already read
+        and checked by bounds.check_lexical."""
         from safetensors.numpy import load_file
 
+        from .bounds import check_lexical, check_safetensors
+
         d = Path(directory)
-        meta = json.loads((d / f"{stem}.json").read_text(encoding="utf-8"))
+        if meta is None:
+            meta = check_lexical(d / f"{stem}.json")
+        names = {"idf": None, "coef": None, "intercept": None}  # a lying header: refused
+        check_safetensors(d / f"{stem}.safetensors", names, f"{stem}.json")
         if meta.get("sublinear_tf") is not True or meta.get("norm") != "l2":
             raise ValueError(f"{d / stem}.json: only sublinear tf with l2 norm is supported")
         w = load_file(str(d / f"{stem}.safetensors"))

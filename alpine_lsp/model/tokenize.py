@@ -73,6 +73,17 @@ class CodeTokenizer:
             whitespace,
         )
 
+    @classmethod
+    def from_str(cls, text: str, specials: dict, whitespace: str = "keep") -> CodeTokenizer:
+        """From the text of a tokenizer.json (the one bounds.check_tokenizer checked)."""
+        return cls(
+            Tokenizer.from_str(text),
+            specials.get("cls", "[CLS]"),
+            specials.get("sep", "[SEP]"),
+            specials.get("pad", "[PAD]"),
+            whitespace,
+        )
+
     def content(self, codes: list[str]) -> list[tuple[list[int], list[str]]]:
         return [(ids, tokens) for ids, tokens, _ in self.pieces(codes)]
 
