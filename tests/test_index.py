@@ -402,3 +402,62 @@ def test_symlinks_are_not_followed(tmp_path: Path) -> None:
     (root / "loop").symlink_to(root, target_is_directory=True)
     assert listed(root) == ["a.c"]
     assert listed(tmp_path / "nope") == []
+
+
+def _table(store: IndexStore) -> list[tuple]:
+    db = store._db
+    assert db is not None
+    return sorted(db.execute("SELECT * FROM functions").fetchall(), key=repr)
+
+
+def test_update_file_rewrites_only_what_changed_and_equals_replace(tmp_path: Path) -> None:
+    """An edited document's rows are updated in place; the table and the matrix end up as a
+    full replace_file of the same entries leaves them, through small and large changes."""
+    rng = np.random.default_rng(5)
+    uri = "file:///big.c"
+    vecs = {i: rng.standard_normal(8) for i in range(400)}
+    a, b = IndexStore(tmp_path / "a.sqlite"), IndexStore(tmp_path / "b.sqlite")
+    try:
+        for s in (a, b):
+            s.replace_file("file:///other.c", [entry("file:///other.c", "o", 0, vecs[0])])
+            s.query(unit(vecs[0]), 1, FP)  # build the matrix: writes now update it in place
+        lines = list(range(200))
+        names = {i: f"f{i}" for i in range(400)}
+
+        def entries() -> list[IndexEntry]:
+            return [
+                entry(uri, names[i], k * 5, vecs[i], h=f"{names[i]}@{i}")
+                for k, i in enumerate(lines)
+            ]
+
+        steps = [
+            lambda: names.__setitem__(7, "g7"),  # one function changes
+            lambda: names.__setitem__(150, "g150"),
+            lambda: lines.insert(3, 300),  # one added: everything after moves (large change)
+            lambda: names.__setitem__(9, "g9"),
+            lambda: lines.remove(50),  # one removed: the same
+            lambda: None,  # nothing changed
+        ]
+        a.update_file(uri, entries())
+        b.replace_file(uri, entries())
+        full = []
+        real = a.replace_file
+        a.replace_file = lambda *args, **kw: (full.append(1), real(*args, **kw))[1]
+        for k, step in enumerate(steps):
+            step()
+            before = len(full)
+            a.update_file(uri, entries())
+            b.replace_file(uri, entries())
+            assert _table(a) == _table(b)
+            assert (len(full) > before) == (k in (2, 4))  # only the moves rewrote it all
+            q = unit(rng.standard_normal(8))
+            got = [(m.uri, m.name, m.start_line) for m in a.query(q, 10, FP, min_score=-1)]
+            want = [(m.uri, m.name, m.start_line) for m in b.query(q, 10, FP, min_score=-1)]
+            assert got == want
+        assert a.count() == b.count() == len(lines) + 1
+        a.remove_file(uri)  # forgets the kept rows: the next update writes everything
+        a.update_file(uri, entries())
+        assert _table(a) == _table(b)
+    finally:
+        a.close()
+        b.close()

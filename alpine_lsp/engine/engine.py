@@ -376,6 +376,8 @@ class Engine:
     def close(self, uri: str) -> None:
         with self._docs_lock:
             self.docs.pop(uri, None)
+        if self.index is not None:
+            self.index.forget_rows(index_uri(uri))
         self.worker.cancel(uri)
 
     def reanalyze_all(self, delay_s: float = 0.0) -> None:
@@ -511,17 +513,16 @@ class Engine:
         functions whose text is new, whose hints point into this file (its lines move), or
         that a new function's hints point at are looked up; the rest keep their hints while
         no other file changed the index. `after` receives the hints for the next time."""
-        empty: list[list[Match]] = [[] for _ in functions]
         model = self.holder.model
         if self.index is None or scores is None or model is None or language is None:
-            return empty
+            return [[] for _ in functions]
         uri = index_uri(uri)
         try:
             keys = self.clone_keys.many(functions, language)
-            self._store(uri, language, functions, scores, keys, model.fingerprint)
+            self._store(uri, language, functions, scores, keys, model.fingerprint, edited=True)
             sim = self.settings.similarity
             if not sim.enabled or sim.max_results == 0:
-                return empty
+                return [[] for _ in functions]
             limits = thresholds(model, language, sim.threshold)
             key = (model.fingerprint, sim.max_results, limits)
             others = self._index_writes - self._own_writes.get(uri, 0)
@@ -564,7 +565,7 @@ class Engine:
         except Exception:
             log.exception("similar-code lookup failed for %s", uri)
             self.stats.add("errors")
-            return empty
+            return [[] for _ in functions]
 
     # -- workspace index (its own thread) ---------------------------------------------------
     def index_workspace(
@@ -684,12 +685,16 @@ class Engine:
         self.stats.add("files_indexed")
         return fresh
 
-    def _store(self, uri, language, functions, scores, keys, fingerprint: str) -> None:
-        """Index a file's functions with their clone keys, capped for generated files."""
+    def _store(
+        self, uri, language, functions, scores, keys, fingerprint: str, edited: bool = False
+    ) -> None:
+        """Index a file's functions with their clone keys, capped for generated files.
+        `edited`: an open document, rewritten in place by the rows that changed."""
         assert self.index is not None
         self._index_wrote(uri)
         keep = capped(uri, keys)
-        self.index.replace_file(
+        write = self.index.update_file if edited else self.index.replace_file
+        write(
             uri,
             [
                 IndexEntry.from_function(uri, language, f, fingerprint, s.embedding, k)

@@ -153,6 +153,29 @@ class Match:
     kind: str = "semantic"
 
 
+def _function_row(uri: str, e: IndexEntry) -> tuple:
+    """The functions-table row of an entry (column order of the schema)."""
+    return (
+        uri,
+        e.name,
+        e.start_line,
+        e.start_col,
+        e.end_line,
+        e.end_col,
+        e.name_start_line,
+        e.name_start_col,
+        e.name_end_line,
+        e.name_end_col,
+        e.language,
+        e.hash,
+        e.fingerprint,
+        e.keys.n_tokens if e.keys else 0,
+        e.keys.type1 if e.keys else None,
+        e.keys.type2 if e.keys else None,
+        _sig_blob(e.keys),
+    )
+
+
 def _unit(vector: Iterable[float] | np.ndarray) -> np.ndarray:
     """A float32 unit vector (all zeros when the input has no direction or is not finite)."""
     v = np.asarray(vector, dtype=np.float32)
@@ -263,6 +286,16 @@ class _Matrix:
         live = len(self.rows) - self.dead
         if self.dead > 1024 and self.dead * 4 > live:  # dead columns still cost matmul time
             self._compact()
+
+    def remove_row(self, uri: str, row: tuple[str, str, int, int, int, int]) -> None:
+        idx = self.by_uri.get(uri, [])
+        for k, i in enumerate(idx):
+            if self.rows[i] == row:
+                self.alive[i] = False
+                self.rows[i] = None
+                self.dead += 1
+                del idx[k]
+                return
 
     def _compact(self) -> None:
         n = len(self.rows)
@@ -388,6 +421,7 @@ class IndexStore:
     def _open(self) -> None:
         self.in_memory = False
         self._stored: dict[str, set[tuple[str, str]]] = {}  # per file: vectors written here
+        self._rows_of: dict[str, set[tuple]] = {}  # per edited file: its rows (update_file)
         try:
             self._db = self._connect(self.db_path)
             return
@@ -480,6 +514,7 @@ class IndexStore:
         self._matrix = None
         self._data_version = None
         self._stored = {}
+        self._rows_of = {}
         for suffix in ("-wal", "-shm", ""):
             p = Path(f"{self.db_path}{suffix}")
             try:
@@ -515,7 +550,80 @@ class IndexStore:
             return default
 
     # -- writes -----------------------------------------------------------------------------
-    def replace_file(self, uri: str, entries: list[IndexEntry]) -> None:
+    def update_file(self, uri: str, entries: list[IndexEntry]) -> None:
+        """`replace_file` for a document being edited: the rows it wrote last time are kept
+        in memory, and when few differ only those are deleted and inserted (in the database
+        and the matrix). A keystroke in a file of 20,000 functions rewrote 20,000 rows."""
+        rows = [_function_row(uri, e) for e in entries]
+        with self._lock:
+            prev = self._rows_of.get(uri)
+        new = set(rows)
+        if prev is None or len(new) != len(rows):
+            self.replace_file(uri, entries, _rows=new)
+            return
+        removed = prev - new
+        added = [i for i, r in enumerate(rows) if r not in prev]
+        if len(removed) + len(added) > max(64, len(rows) // 8):
+            self.replace_file(uri, entries, _rows=new)
+            return
+        if not removed and not added:
+            return
+        units = {i: _unit(entries[i].embedding) for i in added}
+        now = time.time()
+
+        def op(db: sqlite3.Connection) -> None:
+            if self._rows_of.get(uri) is not prev:  # rebuilt or rewritten meanwhile: all of it
+                self.replace_file(uri, entries, _rows=new)
+                return
+            known = self._stored.setdefault(uri, set())
+            with _transaction(db):
+                db.executemany(
+                    "DELETE FROM functions WHERE uri = ? AND start_line = ? AND start_col = ? "
+                    "AND hash = ?",
+                    [(uri, r[2], r[3], r[11]) for r in removed],
+                )
+                db.executemany(
+                    "INSERT INTO vectors (fingerprint, hash, dim, embedding, used) "
+                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (fingerprint, hash) DO UPDATE SET "
+                    "dim = excluded.dim, embedding = excluded.embedding, used = excluded.used",
+                    [
+                        (e.fingerprint, e.hash, u.shape[0], u.tobytes(), now)
+                        for i, u in units.items()
+                        if ((e := entries[i]).fingerprint, e.hash) not in known
+                    ],
+                )
+                db.executemany(
+                    f"INSERT INTO functions VALUES ({', '.join('?' * 17)})",
+                    [rows[i] for i in added],
+                )
+            known.update((entries[i].fingerprint, entries[i].hash) for i in added)
+            self._rows_of[uri] = new
+            m = self._matrix
+            if m is not None:
+                for r in removed:
+                    m.remove_row(uri, (uri, r[1], r[2], r[3], r[4], r[5]))
+                mine = [
+                    i
+                    for i in added
+                    if entries[i].fingerprint == m.fingerprint and units[i].shape[0] == m.dim
+                ]
+                if mine:
+                    m.append(
+                        [rows[i][:6] for i in mine],
+                        np.stack([units[i] for i in mine]),
+                        [_near(entries[i].language, entries[i].keys) for i in mine],
+                    )
+
+        self._run(op, None)
+
+    def forget_rows(self, uri: str) -> None:
+        """Drop the rows kept for `update_file` (the document was closed)."""
+        with self._lock:
+            self._rows_of.pop(uri, None)
+
+    def replace_file(
+        self, uri: str, entries: list[IndexEntry], _rows: set[tuple] | None = None
+    ) -> None:
         """Make `entries` the only functions indexed for `uri`, atomically.
 
         `uri` decides where rows go; the entries' own `uri` field is not consulted.
@@ -526,28 +634,7 @@ class IndexStore:
             (e.fingerprint, e.hash): (e.fingerprint, e.hash, u.shape[0], u.tobytes(), now)
             for e, u in zip(entries, units, strict=True)
         }
-        function_rows = [
-            (
-                uri,
-                e.name,
-                e.start_line,
-                e.start_col,
-                e.end_line,
-                e.end_col,
-                e.name_start_line,
-                e.name_start_col,
-                e.name_end_line,
-                e.name_end_col,
-                e.language,
-                e.hash,
-                e.fingerprint,
-                e.keys.n_tokens if e.keys else 0,
-                e.keys.type1 if e.keys else None,
-                e.keys.type2 if e.keys else None,
-                _sig_blob(e.keys),
-            )
-            for e in entries
-        ]
+        function_rows = [_function_row(uri, e) for e in entries]
 
         def op(db: sqlite3.Connection) -> None:
             # Vectors this connection wrote for the file's last version are there still (only
@@ -566,6 +653,10 @@ class IndexStore:
                     f"INSERT INTO functions VALUES ({', '.join('?' * 17)})", function_rows
                 )
             self._stored[uri] = set(vector_rows)
+            if _rows is not None:
+                self._rows_of[uri] = _rows
+            else:
+                self._rows_of.pop(uri, None)
             m = self._matrix
             if m is not None:
                 m.remove(uri)
@@ -596,6 +687,7 @@ class IndexStore:
     def remove_file(self, uri: str) -> None:
         def op(db: sqlite3.Connection) -> None:
             self._stored.pop(uri, None)
+            self._rows_of.pop(uri, None)
             with _transaction(db):
                 db.execute("DELETE FROM functions WHERE uri = ?", (uri,))
             if self._matrix is not None:
@@ -606,6 +698,7 @@ class IndexStore:
     def clear(self) -> None:
         def op(db: sqlite3.Connection) -> None:
             self._stored.clear()
+            self._rows_of.clear()
             with _transaction(db):
                 db.execute("DELETE FROM functions")
                 db.execute("DELETE FROM vectors")
