@@ -182,3 +182,57 @@ def test_an_edit_rewalks_only_the_function_it_touches() -> None:
     assert moved == document.extract_functions(doc.text, "c")
     assert all(a is b for a, b in zip(after[:100], moved, strict=False))
     assert [f.start_line for f in moved[101:]] == [f.start_line + 1 for f in after[101:]]
+
+
+def test_memoised_similar_hints_follow_edits(tmp_path, tiny_model_dir, monkeypatch) -> None:
+    """Hints kept from the last analysis must not go stale: when a copy stops being one, its
+    twin loses the hint; when a new copy appears, the function it copies gains one."""
+    import time
+
+    from alpine_lsp.engine.engine import Engine
+    from alpine_lsp.engine.settings import Settings, SimilaritySettings
+    from tests.lsp_util import TWIN
+
+    monkeypatch.setenv("ALPINE_LSP_CACHE_DIR", str(tmp_path / "cache"))
+    other = "static int other(int a)\n{\n    return a * 3 - 1;\n}\n"
+    root = tmp_path / "ws"
+    root.mkdir()
+    settings = Settings(
+        model=str(tiny_model_dir),
+        debounce_ms=0,
+        similarity=SimilaritySettings(threshold=0.9999),
+    )
+    engine = Engine(settings, cache_path=tmp_path / "scores.sqlite")
+    engine.start(root)
+    uri = (root / "t.c").as_uri()
+
+    def hints(version: int) -> dict[str, list[int]]:
+        end = time.monotonic() + 60
+        while time.monotonic() < end:
+            r = engine.result(uri)
+            if r is not None and r.version == version and r.scored:
+                return {f.function.name: [m.start_line for m in f.similar] for f in r.functions}
+            time.sleep(0.02)
+        raise AssertionError(f"no result for version {version}")
+
+    try:
+        while engine.holder.model is None:
+            time.sleep(0.05)
+        twin_b = TWIN.replace("sum_positive", "sum_b")
+        engine.open(uri, TWIN + other + twin_b, "c", 1)
+        first = hints(1)
+        b_line = (TWIN + other).count("\n")
+        assert first["sum_positive"] == [b_line] and first["sum_b"] == [0]
+        assert first["other"] == []
+        # sum_positive stops being a copy: sum_b's kept hint must go.
+        engine.change(uri, 2, [((2, 4, 2, 4), "long extra = 1; ")], encoding="utf-16")
+        second = hints(2)
+        assert second["sum_positive"] == [] and second["sum_b"] == []
+        # A new copy of sum_b at the end: sum_b, unchanged, gains the hint.
+        end_line = (TWIN + other + twin_b).count("\n")
+        twin_c = TWIN.replace("sum_positive", "sum_c")
+        engine.change(uri, 3, [((end_line, 0, end_line, 0), twin_c)], encoding="utf-16")
+        third = hints(3)
+        assert third["sum_c"] == [b_line] and third["sum_b"] == [end_line]
+    finally:
+        engine.stop()
