@@ -357,3 +357,28 @@ def test_minified_file_is_skipped_by_budget_and_edits_stay_exact():
         assert state.raw == expected[:cut] + "\n" + expected[cut:]
     finally:
         e.stop()
+
+
+def test_too_many_functions_is_a_budget_cut(monkeypatch):
+    import alpine_lsp.engine.engine as engine_mod
+    from alpine_lsp.engine.engine import BUDGET, Engine
+    from alpine_lsp.engine.settings import Settings
+
+    monkeypatch.setattr(engine_mod, "MAX_FUNCTIONS", 3)
+    e = Engine(Settings(debounce_ms=0), cache_path=False)
+    try:
+        uri = "file:///tmp/gen.c"
+        e.open(uri, "".join(f"int f{i}(void) {{ return {i}; }}\n" for i in range(5)), "c", 1)
+        end = time.monotonic() + 30
+        while (r := e.result(uri)) is None and time.monotonic() < end:
+            time.sleep(0.01)
+        assert r is not None and r.skipped and r.skipped.startswith(BUDGET)
+        assert "more than 3 functions" in r.skipped and r.functions == []
+        e.change(uri, 2, [((0, 0, 1, 0), "")], encoding="utf-16")  # 4 functions: still cut
+        e.change(uri, 3, [((0, 0, 1, 0), "")], encoding="utf-16")  # 3: analysed again
+        end = time.monotonic() + 30
+        while ((r := e.result(uri)) is None or r.version != 3) and time.monotonic() < end:
+            time.sleep(0.01)
+        assert r is not None and r.skipped is None and len(r.functions) == 3
+    finally:
+        e.stop()

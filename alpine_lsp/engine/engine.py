@@ -95,6 +95,9 @@ class DocumentState:
 
 
 MAX_LINE_CHARS = 100_000  # a 45K-character bundle line is still analysed
+# Budget: more functions than this in one file is generated code (a 20,000-function file is
+# still analysed, an edit in it costs ~0.2 s); each would be scored and indexed.
+MAX_FUNCTIONS = 50_000
 BUDGET = "budget: "  # skip reasons that are per-document budgets get an Information diagnostic
 
 
@@ -402,6 +405,11 @@ class Engine:
             snap = doc.snapshot() if doc is not None else None
         functions = doc.functions_of(snap) if doc is not None and snap is not None else []
         ignored_file = file_ignored(snap.text) if snap is not None else False
+        if len(functions) > MAX_FUNCTIONS and not skipped:
+            skipped = f"{BUDGET}more than {MAX_FUNCTIONS:,} functions (generated code?)"
+            if state.result is None or state.result.skipped != skipped:  # once, not per edit
+                log.info("%s: not analysed: %s", uri, skipped)
+            functions = []
         self.stats.add("analyses")
         self.stats.add("functions_parsed", len(functions))
         model = self.holder.model
