@@ -382,3 +382,41 @@ def test_too_many_functions_is_a_budget_cut(monkeypatch):
         assert r is not None and r.skipped is None and len(r.functions) == 3
     finally:
         e.stop()
+
+
+def test_over_the_analysis_budget_a_file_is_scored_in_passes(monkeypatch, tiny_model_dir):
+    """Each pass publishes what it scored (the rest pending, not flagged), the next one comes
+    by itself, and the last equals a run without the budget."""
+    import alpine_lsp.engine.engine as engine_mod
+    from alpine_lsp.engine.engine import Engine
+    from alpine_lsp.engine.settings import Settings
+
+    monkeypatch.setattr(engine_mod, "ANALYSIS_BUDGET_S", 0.0)  # one chunk per pass
+    monkeypatch.setattr(engine_mod, "SCORE_CHUNK", 2)
+    text = "".join(f"int f{i}(int a) {{ return a * {i} + {i * i}; }}\n" for i in range(7))
+    seen: list[tuple[int, int]] = []
+    e = Engine(
+        Settings(model=str(tiny_model_dir), debounce_ms=0, threshold=0.0, flag_budget=1.0),
+        on_result=lambda r: seen.append((r.pending, sum(f.score is not None for f in r.functions))),
+        cache_path=False,
+    )
+    try:
+        e.load_model()
+        end = time.monotonic() + 60
+        while e.holder.model is None and time.monotonic() < end:
+            time.sleep(0.02)
+        e.open("file:///tmp/passes.c", text, "c", 1)
+        while not (seen and seen[-1][0] == 0 and seen[-1][1] == 7) and time.monotonic() < end:
+            time.sleep(0.02)
+        passes = [p for p in seen if p[1] or p[0]]
+        assert passes[-1] == (0, 7) and (5, 2) in passes and (1, 6) in passes, seen
+        r = e.result("file:///tmp/passes.c")
+        assert r is not None and r.scored and all(f.flagged for f in r.functions)
+        got = [round(f.score.probability, 6) for f in r.functions]
+        want = [
+            round(s.probability, 6)
+            for s in e.holder.model.score([f.function.text for f in r.functions], "c")
+        ]
+        assert got == want
+    finally:
+        e.stop()

@@ -65,6 +65,7 @@ class DocumentResult:
     defect_off: str | None = None  # why this language gets no defect hints (policy.py)
     file_ignored: bool = False
     scored: bool = False  # False while the model is not ready
+    pending: int = 0  # functions the model has not reached yet (over the analysis budget)
 
 
 @dataclass
@@ -98,6 +99,11 @@ MAX_LINE_CHARS = 100_000  # a 45K-character bundle line is still analysed
 # Budget: more functions than this in one file is generated code (a 20,000-function file is
 # still analysed, an edit in it costs ~0.2 s); each would be scored and indexed.
 MAX_FUNCTIONS = 50_000
+# Budget: the model time one analysis may take. A file opened with thousands of functions is
+# scored in passes of about this long, each published (the rest pending), so the worker can
+# serve other documents' edits between them.
+ANALYSIS_BUDGET_S = 1.0
+SCORE_CHUNK = 32
 BUDGET = "budget: "  # skip reasons that are per-document budgets get an Information diagnostic
 
 
@@ -174,16 +180,20 @@ class Scorer:
         functions: list[Function],
         language: str,
         known: tuple[str, dict[str, FunctionScore]] | None = None,
+        budget_s: float | None = None,
     ) -> list[FunctionScore] | None:
-        """Scores of `functions`; `known` = (fingerprint, scores by hash) already at hand."""
+        """Scores of `functions`; `known` = (fingerprint, scores by hash) already at hand.
+        With `budget_s`, the model stops after about that long: the functions it did not
+        reach are None (the caller scores them in a later pass)."""
         with self._lock:
-            return self._score(functions, language, known)
+            return self._score(functions, language, known, budget_s)
 
     def _score(
         self,
         functions: list[Function],
         language: str,
         known: tuple[str, dict[str, FunctionScore]] | None = None,
+        budget_s: float | None = None,
     ) -> list[FunctionScore] | None:
         model = self.holder.model
         if model is None:
@@ -204,16 +214,22 @@ class Scorer:
         if todo:
             t0 = time.perf_counter()
             before = model.forwards
-            scores = model.score(list(todo.values()), language, explain=True)
+            keys, codes = list(todo.keys()), list(todo.values())
+            step = len(codes) if budget_s is None else SCORE_CHUNK
+            scores: list[FunctionScore] = []
+            for i in range(0, len(codes), step):
+                if budget_s is not None and scores and time.perf_counter() - t0 > budget_s:
+                    break
+                scores += model.score(codes[i : i + step], language, explain=True)
             if adapter is not None:
-                scores = adapter.apply(scores, list(todo.values()))
+                scores = adapter.apply(scores, codes[: len(scores)])
             self.stats.add("model_forwards", model.forwards - before)
-            self.stats.add("functions_scored", len(todo))
+            self.stats.add("functions_scored", len(scores))
             self.stats.latency("score_ms", (time.perf_counter() - t0) * 1000)
-            fresh = dict(zip(todo.keys(), scores, strict=True))
+            fresh = dict(zip(keys[: len(scores)], scores, strict=True))
             self.cache.put_many(fp, language, fresh)
             found.update(fresh)
-        return [found[h] for h in hashes]
+        return [found.get(h) for h in hashes]  # type: ignore[misc]  # None: not reached
 
 
 class Engine:
@@ -429,7 +445,9 @@ class Engine:
         if functions and not skipped:
             try:
                 known = (memo.fingerprint, memo.scores) if memo is not None else None
-                scores = self.scorer.score(functions, state.language or "", known)
+                scores = self.scorer.score(
+                    functions, state.language or "", known, budget_s=ANALYSIS_BUDGET_S
+                )
             except Exception:
                 log.exception("%s: scoring failed", uri)
                 self.stats.add("errors")
@@ -438,15 +456,32 @@ class Engine:
             self.stats.add("results_dropped")
             self._idle_trim()
             return
+        everything = functions
+        if scores is not None and any(sc is None for sc in scores):
+            # Over the budget: publish what was scored, the rest in the next pass.
+            done = [i for i, sc in enumerate(scores) if sc is not None]
+            result.pending = len(functions) - len(done)
+            functions = [functions[i] for i in done]
+            scores = [scores[i] for i in done]
+            if state.result is None or not state.result.pending:
+                log.info("%s: scoring %d functions in passes", uri, result.pending + len(done))
         result.scored = scores is not None or failed or not functions or skipped is not None
+        result.scored = result.scored and not result.pending
         fp = self.scorer.fingerprint()
         if scores is not None and fp is not None:
             fresh = _Memo(fp, {f.hash: sc for f, sc in zip(functions, scores, strict=True)})
             state.memo, memo = fresh, memo if memo is not None and memo.fingerprint == fp else None
-        similar = self._similar(uri, state.language, functions, scores, memo, state.memo)
+        similar_of = self._similar(uri, state.language, functions, scores, memo, state.memo)
         threshold = result.threshold if result.threshold is not None else 1.1
         result.defect_off = self.defect_off(state.language)
         cutoff = self._pool_cutoff(uri, functions, scores)
+        if everything is not functions:  # back to every function, the pending ones unscored
+            by_id = {id(f): i for i, f in enumerate(functions)}
+            got = [by_id.get(id(f)) for f in everything]
+            scores = [scores[i] if i is not None else None for i in got]  # type: ignore[index]
+            similar_of = [similar_of[i] if i is not None else [] for i in got]
+            functions = everything
+        similar = similar_of
         # The last result's entries, reused when nothing in them changed: a new object per
         # function per edit kept the cyclic collector walking 20,000 of them every few edits.
         last = {id(r.function): r for r in state.result.functions} if state.result else {}
@@ -470,6 +505,8 @@ class Engine:
         self.stats.latency("analysis_ms", (now - t0) * 1000)
         self.stats.latency("edit_to_result_ms", (now - changed_at) * 1000)
         self.on_result(result)
+        if result.pending:
+            self.worker.schedule(uri, 0)  # the next pass, behind edits already queued
         self._idle_trim()
 
     def _idle_trim(self) -> None:

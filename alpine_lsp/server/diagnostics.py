@@ -70,6 +70,19 @@ def build(ls: AlpineServer, result: DocumentResult) -> list[types.Diagnostic]:
     if not lines or result.file_ignored:
         return []
     out: list[types.Diagnostic] = []
+    if result.pending:  # over the analysis budget: the rest comes in the next passes
+        start = types.Position(line=0, character=0)
+        total = len(result.functions)
+        out.append(
+            types.Diagnostic(
+                range=types.Range(start=start, end=start),
+                severity=types.DiagnosticSeverity.Information,
+                source=SOURCE,
+                code="scoring",
+                message=f"alpine-lsp is still scoring this file: {result.pending} of {total} "
+                "functions to go",
+            )
+        )
     severity = SEVERITY[ls.settings.severity]
     for fr in result.functions:
         # Most functions have nothing to show: no range objects for them (20,000 a publish).
@@ -175,7 +188,9 @@ async def wait_current(ls: AlpineServer, uri: str, timeout: float = 120.0) -> Do
         # and a client without workspace/diagnostic/refresh (Neovim 0.11) would keep an empty
         # answer until the next edit.
         settled = ls.engine.holder.state == "failed"
-        if res is not None and res.version == state.version and (res.scored or settled):
+        # A file scored in passes answers with what is scored so far (and says so).
+        done = res is not None and (res.scored or res.pending > 0)
+        if res is not None and res.version == state.version and (done or settled):
             return res
         remaining = deadline - asyncio.get_running_loop().time()
         if remaining <= 0:

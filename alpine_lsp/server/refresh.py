@@ -34,6 +34,7 @@ def _lens_key(result: DocumentResult) -> tuple:
 def _diag_key(result: DocumentResult) -> tuple:
     return (
         result.scored,
+        result.pending,
         result.file_ignored,
         tuple(
             (
