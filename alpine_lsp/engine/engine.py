@@ -33,7 +33,7 @@ from .cache import ScoreCache, default_cache_path, usable_cache_dir
 from .memory import release_memory, settle_heap, unsettle_heap
 from .models import ModelHolder
 from .policy import ScorePool, flagged, language_off, language_table
-from .positions import client_offset
+from .positions import client_offset, lsp_lines
 from .rawtext import RawText
 from .scheduler import Debouncer
 from .settings import Settings
@@ -66,6 +66,14 @@ class DocumentResult:
     file_ignored: bool = False
     scored: bool = False  # False while the model is not ready
     pending: int = 0  # functions the model has not reached yet (over the analysis budget)
+    # The text this result was computed from: positions in it are converted against this, not
+    # against the document's current text, which may be newer.
+    text: str = ""
+
+    @functools.cached_property
+    def lines(self) -> list[str]:
+        """The text's lines, split the way LSP counts them (once per result)."""
+        return lsp_lines(self.text)
 
 
 @dataclass
@@ -433,6 +441,7 @@ class Engine:
         result = DocumentResult(
             uri=uri,
             version=version,
+            text=snap.text if snap is not None else "",
             language=state.language,
             functions=[],
             model_name=model.name if model else None,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from lsprotocol import types
 
-from ..engine.positions import lsp_lines
 from ..parsing import comment_prefix
 from .app import AlpineServer
 
@@ -26,7 +25,9 @@ def register(server: AlpineServer) -> None:
         ]
         if not ours:
             return []
-        lines = lsp_lines(state.parsed.text)
+        if state.result.version != state.version:
+            return []  # the fix edits the current text: wait for its result (the client asks again)
+        lines = state.result.lines
         prefix = comment_prefix(state.language or "c")
         actions = []
         seen = set()

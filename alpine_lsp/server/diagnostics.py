@@ -10,7 +10,7 @@ from pygls.uris import to_fs_path
 
 from ..engine.engine import BUDGET, DocumentResult, FunctionResult
 from ..engine.hints import DefectHint, LineRef, build_hint
-from ..engine.positions import lsp_lines, to_client
+from ..engine.positions import to_client
 from ..engine.similar import describe, summary
 from .app import AlpineServer
 
@@ -21,13 +21,6 @@ SEVERITY = {
     "information": types.DiagnosticSeverity.Information,
     "hint": types.DiagnosticSeverity.Hint,
 }
-
-
-def lines_of(ls: AlpineServer, uri: str) -> list[str]:
-    state = ls.engine.docs.get(uri)
-    if state is None or state.parsed is None:
-        return []
-    return lsp_lines(state.parsed.text)
 
 
 def client_range(lines: list[str], sl: int, sc: int, el: int, ec: int, enc: str) -> types.Range:
@@ -66,7 +59,7 @@ def build(ls: AlpineServer, result: DocumentResult) -> list[types.Diagnostic]:
                 message=f"alpine-lsp did not analyse this file: {result.skipped[len(BUDGET) :]}",
             )
         ]
-    lines = lines_of(ls, result.uri)
+    lines = result.lines
     if not lines or result.file_ignored:
         return []
     out: list[types.Diagnostic] = []

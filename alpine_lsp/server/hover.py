@@ -7,7 +7,7 @@ from lsprotocol import types
 from ..engine.engine import FunctionResult
 from ..engine.hints import build_hint
 from ..engine.hints import describe as cwe_words
-from ..engine.positions import lsp_lines, to_codepoint
+from ..engine.positions import to_codepoint
 from ..engine.similar import describe
 from .app import AlpineServer
 from .diagnostics import name_range, short_path
@@ -17,7 +17,7 @@ def function_at(ls: AlpineServer, uri: str, line: int, character: int, names_onl
     state = ls.engine.docs.get(uri)
     if state is None or state.result is None or state.parsed is None:
         return None
-    lines = lsp_lines(state.parsed.text)
+    lines = state.result.lines
     if not 0 <= line < len(lines):
         return None
     col = to_codepoint(lines[line], character, ls.encoding)
@@ -94,7 +94,8 @@ def render(ls: AlpineServer, fr: FunctionResult, fr_uri: str | None = None) -> s
         lines.append(
             "- code metrics that moved the score: " + ", ".join(f"{k} {v:+.2f}" for k, v in pushed)
         )
-    hint = build_hint(f, s, lsp_lines(engine.docs[fr_uri].parsed.text) if fr_uri else None)
+    state = engine.docs.get(fr_uri) if fr_uri else None
+    hint = build_hint(f, s, state.result.lines if state and state.result else None)
     if hint.cwes:
         guess = ", ".join(f"{c} {hint_name(c)} ({p:.2f})" for c, p in hint.cwes)
         lines.append(f"- weakness, if any (CWE head): {guess}")
@@ -128,7 +129,8 @@ def register(server: AlpineServer) -> None:
         fr = function_at(ls, uri, params.position.line, params.position.character)
         if fr is None:
             return None
-        lines = lsp_lines(ls.engine.docs[uri].parsed.text)
+        state = ls.engine.docs.get(uri)
+        lines = state.result.lines if state and state.result else []
         return types.Hover(
             contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value=render(ls, fr, uri)),
             range=name_range(lines, fr, ls.encoding),

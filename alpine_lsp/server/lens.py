@@ -40,9 +40,7 @@ def register(server: AlpineServer) -> None:
         state = ls.engine.docs.get(uri)
         if state is None or state.result is None or state.parsed is None:
             return []
-        from ..engine.positions import lsp_lines
-
-        lines = lsp_lines(state.parsed.text)
+        lines = state.result.lines
         out = []
         for fr in state.result.functions:
             if not fr.similar:
