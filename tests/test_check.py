@@ -383,3 +383,13 @@ def test_model_dir_that_is_no_model_exits_2(tmp_path: Path) -> None:
     assert run.code == 2
     assert "cannot load the model" in run.err and "Traceback" not in run.err
     assert run.out == ""
+
+
+def test_max_similar_follows_the_server_setting_and_is_checked() -> None:
+    from alpine_lsp.cli.check import _args
+    from alpine_lsp.engine.settings import SimilaritySettings
+
+    assert _args(["x.c"]).max_similar == SimilaritySettings().max_results
+    assert _args(["x.c", "--max-similar", "0"]).max_similar == 0
+    with pytest.raises(SystemExit):
+        _args(["x.c", "--max-similar", "-1"])

@@ -53,6 +53,8 @@ def _say(message: str) -> None:
 
 
 def _args(argv: list[str]) -> argparse.Namespace:
+    from ..engine.settings import SimilaritySettings
+
     ap = argparse.ArgumentParser(
         prog=PROG,
         description=__doc__,
@@ -76,6 +78,13 @@ def _args(argv: list[str]) -> argparse.Namespace:
     )  # fmt: skip
     ap.add_argument(
         "--similarity-threshold", type=float, help="cosine in [-1, 1] (default: the model's)"
+    )
+    ap.add_argument(
+        "--max-similar",
+        type=int,
+        default=SimilaritySettings().max_results,
+        help="similar-code matches per function, as the server's similarity.maxResults "
+        "(default %(default)s)",
     )
     ap.add_argument(
         "--similar", action="store_true", help="also report similar code (off by default)"
@@ -111,6 +120,8 @@ def _args(argv: list[str]) -> argparse.Namespace:
         ap.error("--flag-budget must be in [0, 1]")
     if args.similarity_threshold is not None and not -1 <= args.similarity_threshold <= 1:
         ap.error("--similarity-threshold must be in [-1, 1]")
+    if args.max_similar < 0:
+        ap.error("--max-similar must be 0 or more")
     if args.threads is not None and args.threads < 1:
         ap.error("--threads must be at least 1")
     if args.max_file_size < 1:
@@ -337,7 +348,7 @@ def run_check(args: argparse.Namespace) -> tuple[dict, int]:
                 limits = thresholds(model, language, args.similarity_threshold)
                 embeddings = [s.embedding for s in scores]
                 hits = find(index, uri, language, functions, keys, embeddings,
-                            model.fingerprint, limits, 3)  # fmt: skip
+                            model.fingerprint, limits, args.max_similar)  # fmt: skip
             for f, s, found in zip(functions, scores, hits, strict=True):
                 ignored = ignored_file or f.ignored
                 flagged = (
