@@ -289,3 +289,40 @@ def test_build_hint_never_points_past_the_document():
     short = build_hint(f, score, doc[:2])
     assert [r.line for r in short.lines] == [1]
     assert build_hint(f, score, doc, line_hints=False).top is None
+
+
+def test_line_hints_off_skips_the_ranking_and_keys_the_cache_apart(tiny_model_dir, tmp_path):
+    """With lineHints off nothing shows ranked lines, so the forward pass does not rank them;
+    scores with and without lines are cached apart, so turning it on again brings them back."""
+    import time
+
+    from alpine_lsp.engine.engine import Engine
+    from alpine_lsp.engine.settings import Settings
+
+    def scored(e: Engine, uri: str, version: int):
+        end = time.monotonic() + 60
+        while time.monotonic() < end:
+            r = e.result(uri)
+            if r is not None and r.version == version and r.scored:
+                return r
+            time.sleep(0.02)
+        raise AssertionError("no result")
+
+    settings = Settings(model=str(tiny_model_dir), debounce_ms=0, line_hints=False)
+    e = Engine(settings, cache_path=tmp_path / "scores.sqlite")
+    try:
+        e.load_model()
+        end = time.monotonic() + 60
+        while e.holder.model is None and time.monotonic() < end:
+            time.sleep(0.02)
+        off_fp = e.scorer.fingerprint()
+        e.open("file:///tmp/l.c", SOURCE, "c", 1)
+        r = scored(e, "file:///tmp/l.c", 1)
+        assert r.functions and all(not f.score.lines for f in r.functions)
+        e.update_settings(Settings(model=str(tiny_model_dir), debounce_ms=0))
+        assert e.scorer.fingerprint() != off_fp
+        e.change("file:///tmp/l.c", 2, [((0, 0, 0, 0), "\n")], encoding="utf-16")
+        r = scored(e, "file:///tmp/l.c", 2)
+        assert all(f.score.lines for f in r.functions)
+    finally:
+        e.stop()

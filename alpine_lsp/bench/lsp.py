@@ -69,6 +69,7 @@ async def run(args: argparse.Namespace) -> dict:
     path.write_text(text)
     uri = path.as_uri()
     settings = {"debounceMs": args.debounce_ms, "similarity": {"enabled": False}}
+    settings["lineHints"] = getattr(args, "line_hints", True)
     if args.model:
         settings["model"] = args.model
     client = BenchClient()
@@ -191,6 +192,37 @@ async def run_big(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
+def _compare_line_hints(args: argparse.Namespace) -> int:
+    """Alternate off/on runs (two each), so drift in the machine's load hits both alike."""
+    runs: dict[bool, list[dict]] = {True: [], False: []}
+    for on in (False, True, False, True):
+        args.line_hints = on
+        runs[on].append(asyncio.run(run(args)))
+
+    def p95(on: bool) -> float:
+        return statistics.median(r["edit_to_diagnostic_ms"]["p95"] for r in runs[on])
+
+    def p50(on: bool) -> float:
+        return statistics.median(r["edit_to_diagnostic_ms"]["median"] for r in runs[on])
+
+    out = {
+        "runs_each": 2,
+        "edits": args.edits,
+        "off": {"p50": p50(False), "p95": p95(False)},
+        "on": {"p50": p50(True), "p95": p95(True)},
+        "ratio_p95_on_vs_off": p95(True) / p95(False),
+    }
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    print(f"{args.edits} edits per run, lineHints off/on alternated, 2 runs each (medians)")
+    for name, key in (("off", "off"), ("on: ", "on")):
+        r = out[key]
+        print(f"lineHints {name}: edit -> diagnostic p50 {r['p50']:.1f} ms, p95 {r['p95']:.1f} ms")
+    print(f"p95 on/off: {out['ratio_p95_on_vs_off']:.3f} (target <= 1.10)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="alpine-lsp bench lsp", description=__doc__)
     ap.add_argument("--model", help="model directory (default: bundled)")
@@ -200,6 +232,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--debounce-ms", type=int, default=300)
     ap.add_argument("--json", action="store_true")
     ap.add_argument(
+        "--compare-line-hints",
+        action="store_true",
+        help="run the edits twice, with lineHints on (line ranking in the forward pass) and "
+        "off, and compare edit -> diagnostic (issue 16: within 10%%)",
+    )
+    ap.add_argument(
         "--big-file",
         action="store_true",
         help="the 20,000-function, 1 MB one-line and 52 MB files instead (default 10 edits each)",
@@ -207,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.edits is None:
         args.edits = 10 if args.big_file else 60
+    if args.compare_line_hints:
+        return _compare_line_hints(args)
     if args.big_file:
         rows = asyncio.run(run_big(args))
         if args.json:

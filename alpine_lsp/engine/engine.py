@@ -172,17 +172,21 @@ class Scorer:
         self.cache = cache
         self.stats = stats
         self.adapters: AdapterWatcher | None = None  # the workspace's adapter, once started
+        # Ranked lines in the forward pass: off with lineHints off (nothing would show them).
+        self.track_lines = True
         # One caller at a time: a second caller then finds the first one's results cached
         # instead of scoring the same functions again.
         self._lock = threading.Lock()
 
     def fingerprint(self) -> str | None:
-        """What a score depends on now: the model's fingerprint, and the adapter's if any."""
+        """What a score depends on now: the model's fingerprint, the adapter's if any, and
+        whether the scores carry ranked lines."""
         model = self.holder.model
         if model is None:
             return None
         adapter = self.adapters.current(model) if self.adapters is not None else None
-        return adapter.fingerprint(model.fingerprint) if adapter else model.fingerprint
+        fp = adapter.fingerprint(model.fingerprint) if adapter else model.fingerprint
+        return fp if self.track_lines else fp + "|no-lines"
 
     def score(
         self,
@@ -207,8 +211,9 @@ class Scorer:
         model = self.holder.model
         if model is None:
             return None
+        fp = self.fingerprint()
+        assert fp is not None
         adapter = self.adapters.current(model) if self.adapters is not None else None
-        fp = adapter.fingerprint(model.fingerprint) if adapter else model.fingerprint
         hashes = [f.hash for f in functions]
         held = known[1] if known is not None and known[0] == fp else {}
         found = {h: held[h] for h in hashes if h in held}
@@ -229,7 +234,8 @@ class Scorer:
             for i in range(0, len(codes), step):
                 if budget_s is not None and scores and time.perf_counter() - t0 > budget_s:
                     break
-                scores += model.score(codes[i : i + step], language, explain=True)
+                part = codes[i : i + step]
+                scores += model.score(part, language, explain=True, lines=self.track_lines)
             if adapter is not None:
                 scores = adapter.apply(scores, codes[: len(scores)])
             self.stats.add("model_forwards", model.forwards - before)
@@ -256,6 +262,7 @@ class Engine:
             cache_path = default_cache_path()  # None (in memory) without a usable directory
         self.cache = ScoreCache(cache_path or None)
         self.scorer = Scorer(self.holder, self.cache, self.stats)
+        self.scorer.track_lines = self.settings.line_hints
         self.docs: dict[str, DocumentState] = {}
         self._docs_lock = threading.Lock()
         self.on_result = on_result or (lambda r: None)
@@ -307,6 +314,7 @@ class Engine:
     def update_settings(self, settings: Settings) -> None:
         old = self.settings
         self.settings = settings
+        self.scorer.track_lines = settings.line_hints
         for state in list(self.docs.values()):  # alpine.languages, alpine.maxFileSize
             with state.lock:
                 self._recheck_skip(state)
@@ -720,7 +728,8 @@ class Engine:
         functions = extract_functions(text, language)
         if known_hashes is not None and {f.hash for f in functions} == known_hashes:
             # Unchanged since the last run: its cached scores still count towards the budget.
-            found = self.cache.get_many(model.fingerprint, language, list(known_hashes))
+            fp = self.scorer.fingerprint() or model.fingerprint
+            found = self.cache.get_many(fp, language, list(known_hashes))
             self.pool.set_file(uri, {h: s.probability for h, s in found.items()})
             return 0
         before = self.stats.counters["functions_scored"]
