@@ -27,8 +27,10 @@ def supports(ls: AlpineServer) -> tuple[bool, bool]:
     return lens, diag
 
 
+# Keys over what is shown only (lenses and diagnostics exist for functions with hints): they
+# run on the event loop for every result, and a file may hold 20,000 functions.
 def _lens_key(result: DocumentResult) -> tuple:
-    return tuple((fr.function.start_line, len(fr.similar)) for fr in result.functions)
+    return tuple((fr.function.start_line, len(fr.similar)) for fr in result.functions if fr.similar)
 
 
 def _diag_key(result: DocumentResult) -> tuple:
@@ -44,6 +46,7 @@ def _diag_key(result: DocumentResult) -> tuple:
                 tuple((m.uri, m.start_line, round(m.score, 3)) for m in fr.similar),
             )
             for fr in result.functions
+            if fr.flagged or fr.similar
         ),
     )
 
