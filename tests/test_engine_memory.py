@@ -46,6 +46,10 @@ def _scored(e: Engine, uri: str, version: int) -> bool:
     return bool(state and state.result and state.result.version == version)
 
 
+def test_model_is_warmed_up_during_its_load(engine: Engine) -> None:
+    assert engine.holder.model.forwards >= 2  # batch 1 and batch 2, before any document
+
+
 def test_caches_follow_the_open_functions_not_the_edit_count(engine: Engine) -> None:
     text, marks = build_file(FUNCS)
     lines = text.split("\n")
