@@ -44,7 +44,9 @@ class BenchClient:
         def on_config(params) -> list[Any]:
             return [None for _ in params.items]
 
-    async def start(self, root: Path, settings: dict, cache_dir: Path) -> None:
+    async def start(self, root: Path, settings: dict, cache_dir: Path, pull: bool = False) -> None:
+        """`pull`: declare textDocument/diagnostic, as VS Code does (the server then answers
+        `diagnostic()` and publishes nothing)."""
         env = dict(os.environ, ALPINE_LSP_CACHE_DIR=str(cache_dir))
         await self.client.start_io(sys.executable, "-m", "alpine_lsp", "--stdio", env=env)
         server = self.client._server  # the subprocess, for its pid and stderr
@@ -56,6 +58,7 @@ class BenchClient:
                     related_information=True, version_support=True
                 ),
                 hover=types.HoverClientCapabilities(content_format=[types.MarkupKind.Markdown]),
+                diagnostic=types.DiagnosticClientCapabilities() if pull else None,
             ),
             window=types.WindowClientCapabilities(work_done_progress=False),
         )
@@ -121,6 +124,18 @@ class BenchClient:
                 await asyncio.wait_for(ev.wait(), remaining)
             except TimeoutError:
                 pass
+
+    async def diagnostic(self, uri: str) -> list[types.Diagnostic]:
+        """Pull the document's diagnostics (answered once its current version is scored)."""
+        report = await self.client.text_document_diagnostic_async(
+            types.DocumentDiagnosticParams(text_document=types.TextDocumentIdentifier(uri=uri))
+        )
+        return list(getattr(report, "items", None) or [])
+
+    def close(self, uri: str) -> None:
+        self.client.text_document_did_close(
+            types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri))
+        )
 
     async def hover(self, uri: str, line: int, col: int) -> types.Hover | None:
         return await self.client.text_document_hover_async(

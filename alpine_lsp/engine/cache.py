@@ -100,8 +100,9 @@ def _from_row(prob: float, meta_s: str, emb: bytes) -> FunctionScore:
 
 
 class ScoreCache:
-    # ~3 KB per entry (embedding, layer lengths, explanations): 2,000 keep the open files'
-    # functions hot in ~6 MB; SQLite holds the rest and answers in well under a millisecond.
+    # ~7 KB per entry (embedding, layer lengths, explanations, ranked lines; tracemalloc):
+    # 2,000 hold ~14 MB. The server sizes it to its open documents' functions (Engine.
+    # _fit_caches); SQLite holds the rest and answers in well under a millisecond.
     def __init__(self, db_path: Path | None, memory_items: int = 2_000) -> None:
         self.memory: OrderedDict[tuple[str, str, str], FunctionScore] = OrderedDict()
         self.memory_items = memory_items
@@ -305,6 +306,13 @@ class ScoreCache:
         if self._trouble is not None:
             log.info("score cache %s writable again", self.db_path)
             self._trouble = None
+
+    def resize(self, memory_items: int) -> None:
+        """Bound the LRU to `memory_items`, evicting the least recently used now."""
+        with self._lock:
+            self.memory_items = memory_items
+            while len(self.memory) > self.memory_items:
+                self.memory.popitem(last=False)
 
     def _remember(self, key: tuple[str, str, str], score: FunctionScore) -> None:
         self.memory[key] = score

@@ -103,6 +103,12 @@ class DocumentState:
     memo: _Memo | None = None  # the worker's own: read and written by analysis only
 
 
+CLOSE_TRIM_S = 0.5  # after a close, the worker trims the heap (closing many: after the last)
+# Entries the in-memory caches keep beyond the open documents' functions. Every edit adds the
+# text of a new version to both; what it replaced is dead weight, so a fixed 2,000 scores
+# (~7 KB each) and 20,000 clone keys (~1 KB) grew the server steadily (bench soak, issue 20).
+CACHE_MARGIN = 256
+CACHE_MARGIN_NO_DB = 2000  # without a cache directory the LRU is the only score store
 MAX_LINE_CHARS = 100_000  # a 45K-character bundle line is still analysed
 # Budget: more functions than this in one file is generated code (a 20,000-function file is
 # still analysed, an edit in it costs ~0.2 s); each would be scored and indexed.
@@ -414,7 +420,9 @@ class Engine:
             self.docs.pop(uri, None)
         if self.index is not None:
             self.index.forget_rows(index_uri(uri))
-        self.worker.cancel(uri)
+        # In place of its analysis: once the queue is empty the worker hands what the
+        # document held (text, tree, results) back to the system (_analyze, _idle_trim).
+        self.worker.schedule(uri, CLOSE_TRIM_S)
 
     def reanalyze_all(self, delay_s: float = 0.0) -> None:
         for uri in list(self.docs):
@@ -425,9 +433,21 @@ class Engine:
         return state.result if state else None
 
     # -- analysis (worker thread) -----------------------------------------------------------
+    def _fit_caches(self, uri: str | None = None, n_current: int = 0) -> None:
+        """Size the score LRU and the clone-key cache to the open documents' functions (those
+        of `uri` counted as `n_current`) plus a margin; evicts at once when they shrink."""
+        with self._docs_lock:
+            states = [s for u, s in self.docs.items() if u != uri]
+        n = n_current + sum(len(s.result.functions) for s in states if s.result is not None)
+        margin = CACHE_MARGIN if self.cache.db_path is not None else CACHE_MARGIN_NO_DB
+        self.cache.resize(margin + n)
+        self.clone_keys.resize(CACHE_MARGIN + n)
+
     def _analyze(self, uri: str) -> None:
         state = self.docs.get(uri)
-        if state is None:
+        if state is None:  # closed: what it kept in the caches goes too
+            self._fit_caches()
+            self._idle_trim()
             return
         t0 = time.perf_counter()
         with state.lock:  # a consistent snapshot; the parse itself runs without the lock
@@ -445,6 +465,7 @@ class Engine:
             functions = []
         self.stats.add("analyses")
         self.stats.add("functions_parsed", len(functions))
+        self._fit_caches(uri, len(functions))
         model = self.holder.model
         result = DocumentResult(
             uri=uri,

@@ -79,6 +79,14 @@ class KeyCache:
             self._d.popitem(last=False)
         return keys
 
+    def resize(self, size: int) -> None:
+        self.size = size
+        while len(self._d) > self.size:
+            self._d.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._d)
+
     def many(self, functions: list[Function], language: str) -> list[CloneKeys | None]:
         return [self.get(f, language) for f in functions]
 

@@ -1,0 +1,86 @@
+"""What the engine keeps in memory under steady editing and after closing (issue 20, bench soak):
+the in-memory caches follow the open documents' functions, a close ends in a heap trim, and the
+model's first forward happens during its load."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+import alpine_lsp.engine.engine as engine_mod
+from alpine_lsp.bench.soak import MARK, build_file
+from alpine_lsp.engine.engine import Engine
+from alpine_lsp.engine.settings import Settings
+
+FUNCS = [
+    "static int add(int a, int b)\n{\n    return a + b;\n}",
+    "void zero(char *p, int n)\n{\n    while (n--)\n        *p++ = 0;\n}",
+    "int find(const int *v, int n, int x)\n{\n    for (int i = 0; i < n; i++)\n"
+    "        if (v[i] == x)\n            return i;\n    return -1;\n}",
+]
+MARGIN = 8
+
+
+def _wait(cond, timeout: float = 30.0) -> None:
+    end = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > end:
+            raise TimeoutError
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def engine(tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(engine_mod, "CACHE_MARGIN", MARGIN)
+    e = Engine(Settings(model=str(tiny_model_dir), debounce_ms=0))
+    e.start(tmp_path)
+    assert e.holder.ready.wait(60) and e.holder.model is not None
+    yield e
+    e.stop()
+
+
+def _scored(e: Engine, uri: str, version: int) -> bool:
+    state = e.docs.get(uri)
+    return bool(state and state.result and state.result.version == version)
+
+
+def test_model_is_warmed_up_during_its_load(engine: Engine) -> None:
+    assert engine.holder.model.forwards >= 2  # batch 1 and batch 2, before any document
+
+
+def test_caches_follow_the_open_functions_not_the_edit_count(engine: Engine) -> None:
+    text, marks = build_file(FUNCS)
+    lines = text.split("\n")
+    uri = "file:///tmp/soak/a.c"
+    engine.open(uri, text, "c", 1)
+    _wait(lambda: _scored(engine, uri, 1))
+    for v in range(2, 42):  # each edit: a new text for one function, scored anew
+        line = marks[v % len(marks)]
+        engine.change(uri, v, [((line, 0, line, len(lines[line])), MARK.format(v))])
+        lines[line] = MARK.format(v)
+        _wait(lambda v=v: _scored(engine, uri, v))
+    assert engine.stats.counters["functions_scored"] >= 40
+    # 43 distinct texts were scored; the caches hold the 3 open functions and the margin.
+    assert len(engine.cache.memory) <= MARGIN + len(FUNCS)
+    assert len(engine.clone_keys) <= MARGIN + len(FUNCS)
+
+
+def test_closing_shrinks_the_caches_and_trims_the_heap(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trims: list[int] = []
+    monkeypatch.setattr(engine_mod, "release_memory", lambda: trims.append(1))
+    uris = [f"file:///tmp/soak/{n}.c" for n in "abc"]
+    for i, uri in enumerate(uris):  # different texts: 3 x 3 functions open
+        text = build_file(FUNCS)[0].replace("= 0;", f"= {i};")
+        engine.open(uri, text, "c", 1)
+    _wait(lambda: all(_scored(engine, u, 1) for u in uris))
+    assert len(engine.cache.memory) == 9
+    _wait(lambda: engine.worker.pending() == 0)
+    trims.clear()
+    for uri in uris:
+        engine.close(uri)
+    _wait(lambda: bool(trims) and engine.worker.pending() == 0, timeout=10)
+    assert len(engine.cache.memory) <= MARGIN and len(engine.clone_keys) <= MARGIN
