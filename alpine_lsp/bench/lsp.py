@@ -216,7 +216,7 @@ def _compare_line_hints(args: argparse.Namespace) -> int:
         print(json.dumps(out))
         return 0
     print(f"{args.edits} edits per run, lineHints off/on alternated, 2 runs each (medians)")
-    for name, key in (("off", "off"), ("on: ", "on")):
+    for name, key in (("off", "off"), ("on ", "on")):
         r = out[key]
         print(f"lineHints {name}: edit -> diagnostic p50 {r['p50']:.1f} ms, p95 {r['p95']:.1f} ms")
     print(f"p95 on/off: {out['ratio_p95_on_vs_off']:.3f} (target <= 1.10)")
