@@ -33,7 +33,7 @@ from .adapter import AdapterWatcher
 from .cache import ScoreCache, default_cache_path, usable_cache_dir
 from .memory import release_memory, settle_heap, unsettle_heap
 from .models import ModelHolder
-from .policy import ScorePool, flagged, language_off, language_table
+from .policy import ScorePool, flag_bar, language_off, language_table
 from .positions import client_offset, lsp_lines
 from .rawtext import RawText
 from .scheduler import Debouncer
@@ -78,6 +78,8 @@ class DocumentResult:
 
 
 _hash_of = operator.attrgetter("hash")
+_function_of = operator.attrgetter("function")
+_probability_of = operator.attrgetter("probability")
 
 
 @dataclass
@@ -534,22 +536,25 @@ class Engine:
         similar = similar_of
         # The last result's entries, reused when nothing in them changed: a new object per
         # function per edit kept the cyclic collector walking 20,000 of them every few edits.
-        last = {id(r.function): r for r in state.result.functions} if state.result else {}
-        for i, f in enumerate(functions):
-            s = scores[i] if scores is not None else None
-            flag = bool(
-                s is not None
-                and not ignored_file
-                and not f.ignored
-                and result.defect_off is None
-                and flagged(s.probability, threshold, cutoff)
-            )
+        previous = state.result.functions if state.result else []
+        last = dict(zip(map(id, map(_function_of, previous)), previous, strict=True))
+        bar = flag_bar(threshold, cutoff)
+        may_flag = not ignored_file and result.defect_off is None
+        got = scores if scores is not None else [None] * len(functions)
+        out = result.functions
+        for f, s, sim in zip(functions, got, similar, strict=True):
+            flag = may_flag and s is not None and not f.ignored and s.probability >= bar
             old = last.get(id(f))
-            same = old is not None and old.function is f and old.score is s
-            if same and old.flagged == flag and old.similar == similar[i]:
-                result.functions.append(old)
-                continue
-            result.functions.append(FunctionResult(f, s, flag, similar[i]))
+            if (
+                old is not None
+                and old.function is f
+                and old.score is s
+                and old.flagged == flag
+                and old.similar == sim
+            ):
+                out.append(old)
+            else:
+                out.append(FunctionResult(f, s, flag, sim))
         state.result = result
         now = time.perf_counter()
         self.stats.latency("analysis_ms", (now - t0) * 1000)
@@ -566,9 +571,9 @@ class Engine:
 
     def _pool_cutoff(self, uri: str, functions: list[Function], scores) -> float:
         if scores is not None:
+            probs = map(_probability_of, scores)
             self.pool.set_file(
-                index_uri(uri),
-                {f.hash: s.probability for f, s in zip(functions, scores, strict=True)},
+                index_uri(uri), dict(zip(map(_hash_of, functions), probs, strict=True))
             )
         return self.pool.cutoff(self.settings.flag_budget)
 
@@ -655,7 +660,7 @@ class Engine:
             done = [m if m is not None else [] for m in out]
             if after is not None:
                 after.similar_key, after.others_gen = key, others
-                after.similar = {f.hash: m for f, m in zip(functions, done, strict=True)}
+                after.similar = dict(zip(map(_hash_of, functions), done, strict=True))
             return done
         except Exception:
             log.exception("similar-code lookup failed for %s", uri)

@@ -98,8 +98,14 @@ class ScorePool:
         return vals[len(vals) - k]
 
 
+def flag_bar(threshold: float, cutoff: float) -> float:
+    """The probability a function must reach to be flagged: the threshold and the budget's
+    cutoff both (one comparison per function against this, for files of 20,000)."""
+    return max(threshold, cutoff)
+
+
 def flagged(prob: float, threshold: float, cutoff: float) -> bool:
-    return prob >= threshold and prob >= cutoff
+    return prob >= flag_bar(threshold, cutoff)
 
 
 def budget_cutoff(probs: list[float], budget: float) -> float:
