@@ -199,9 +199,12 @@ class Scorer:
         """What a score depends on now: the model's fingerprint, the adapter's if any, and
         whether the scores carry ranked lines."""
         model = self.holder.model
-        if model is None:
-            return None
-        adapter = self.adapters.current(model) if self.adapters is not None else None
+        return self._fingerprint(model, self._adapter(model)) if model is not None else None
+
+    def _adapter(self, model):
+        return self.adapters.current(model) if self.adapters is not None else None
+
+    def _fingerprint(self, model, adapter) -> str:
         fp = adapter.fingerprint(model.fingerprint) if adapter else model.fingerprint
         return fp if self.track_lines else fp + "|no-lines"
 
@@ -216,55 +219,45 @@ class Scorer:
         With `budget_s`, the model stops after about that long: the functions it did not
         reach are None (the caller scores them in a later pass)."""
         with self._lock:
-            return self._score(functions, language, known, budget_s)
-
-    def _score(
-        self,
-        functions: list[Function],
-        language: str,
-        known: tuple[str, dict[str, FunctionScore]] | None = None,
-        budget_s: float | None = None,
-    ) -> list[FunctionScore] | None:
-        model = self.holder.model
-        if model is None:
-            return None
-        fp = self.fingerprint()
-        assert fp is not None
-        adapter = self.adapters.current(model) if self.adapters is not None else None
-        hashes = [f.hash for f in functions]
-        held = known[1] if known is not None and known[0] == fp else {}
-        # One pass over a 20,000-function file's hashes, not three: this runs per edit.
-        found: dict[str, FunctionScore] = {}
-        missing = [
-            h for h in hashes if (sc := held.get(h)) is None or found.setdefault(h, sc) is None
-        ]
-        if missing:
-            found.update(self.cache.get_many(fp, language, missing))
-        self.stats.add("cache_hits", len(hashes) - sum(1 for h in missing if h not in found))
-        todo: dict[str, str] = {}
-        for f in functions:
-            if f.hash not in found:
-                todo.setdefault(f.hash, _LONE_SURROGATE.sub("\ufffd", f.text))
-        if todo:
-            t0 = time.perf_counter()
-            before = model.forwards
-            keys, codes = list(todo.keys()), list(todo.values())
-            step = len(codes) if budget_s is None else SCORE_CHUNK
-            scores: list[FunctionScore] = []
-            for i in range(0, len(codes), step):
-                if budget_s is not None and scores and time.perf_counter() - t0 > budget_s:
-                    break
-                part = codes[i : i + step]
-                scores += model.score(part, language, explain=True, lines=self.track_lines)
-            if adapter is not None:
-                scores = adapter.apply(scores, codes[: len(scores)])
-            self.stats.add("model_forwards", model.forwards - before)
-            self.stats.add("functions_scored", len(scores))
-            self.stats.latency("score_ms", (time.perf_counter() - t0) * 1000)
-            fresh = dict(zip(keys[: len(scores)], scores, strict=True))
-            self.cache.put_many(fp, language, fresh)
-            found.update(fresh)
-        return [found.get(h) for h in hashes]  # type: ignore[misc]  # None: not reached
+            model = self.holder.model
+            if model is None:
+                return None
+            adapter = self._adapter(model)
+            fp = self._fingerprint(model, adapter)
+            hashes = [f.hash for f in functions]
+            held = known[1] if known is not None and known[0] == fp else {}
+            # One pass over a 20,000-function file's hashes, not three: this runs per edit.
+            found: dict[str, FunctionScore] = {}
+            missing = [
+                h for h in hashes if (sc := held.get(h)) is None or found.setdefault(h, sc) is None
+            ]
+            if missing:
+                found.update(self.cache.get_many(fp, language, missing))
+            self.stats.add("cache_hits", len(hashes) - sum(1 for h in missing if h not in found))
+            todo: dict[str, str] = {}
+            for f in functions:
+                if f.hash not in found:
+                    todo.setdefault(f.hash, _LONE_SURROGATE.sub("\ufffd", f.text))
+            if todo:
+                t0 = time.perf_counter()
+                before = model.forwards
+                keys, codes = list(todo.keys()), list(todo.values())
+                step = len(codes) if budget_s is None else SCORE_CHUNK
+                scores: list[FunctionScore] = []
+                for i in range(0, len(codes), step):
+                    if budget_s is not None and scores and time.perf_counter() - t0 > budget_s:
+                        break
+                    part = codes[i : i + step]
+                    scores += model.score(part, language, explain=True, lines=self.track_lines)
+                if adapter is not None:
+                    scores = adapter.apply(scores, codes[: len(scores)])
+                self.stats.add("model_forwards", model.forwards - before)
+                self.stats.add("functions_scored", len(scores))
+                self.stats.latency("score_ms", (time.perf_counter() - t0) * 1000)
+                fresh = dict(zip(keys[: len(scores)], scores, strict=True))
+                self.cache.put_many(fp, language, fresh)
+                found.update(fresh)
+            return [found.get(h) for h in hashes]  # type: ignore[misc]  # None: not reached
 
 
 class Engine:
@@ -508,7 +501,7 @@ class Engine:
             self.stats.add("results_dropped")
             self._idle_trim()
             return
-        everything = functions
+        everything, done = functions, None
         if scores is not None and not all(scores):  # None where the budget ran out
             # Over the budget: publish what was scored, the rest in the next pass.
             done = [i for i, sc in enumerate(scores) if sc is not None]
@@ -516,24 +509,23 @@ class Engine:
             functions = [functions[i] for i in done]
             scores = [scores[i] for i in done]
             if state.result is None or not state.result.pending:
-                log.info("%s: scoring %d functions in passes", uri, result.pending + len(done))
-        result.scored = scores is not None or failed or not functions or skipped is not None
-        result.scored = result.scored and not result.pending
+                log.info("%s: scoring %d functions in passes", uri, len(everything))
+        scored = scores is not None or failed or not functions or skipped is not None
+        result.scored = scored and not result.pending
         fp = self.scorer.fingerprint()
         if scores is not None and fp is not None:
             fresh = _Memo(fp, dict(zip(map(_hash_of, functions), scores, strict=True)))
             state.memo, memo = fresh, memo if memo is not None and memo.fingerprint == fp else None
-        similar_of = self._similar(uri, state.language, functions, scores, memo, state.memo)
+        similar = self._similar(uri, state.language, functions, scores, memo, state.memo)
         threshold = result.threshold if result.threshold is not None else 1.1
         result.defect_off = self.defect_off(state.language)
         cutoff = self._pool_cutoff(uri, functions, scores)
-        if everything is not functions:  # back to every function, the pending ones unscored
-            by_id = {id(f): i for i, f in enumerate(functions)}
-            got = [by_id.get(id(f)) for f in everything]
-            scores = [scores[i] if i is not None else None for i in got]  # type: ignore[index]
-            similar_of = [similar_of[i] if i is not None else [] for i in got]
-            functions = everything
-        similar = similar_of
+        if done is not None:  # back to every function, the pending ones unscored
+            all_scores: list = [None] * len(everything)
+            all_similar: list[list[Match]] = [[] for _ in everything]
+            for k, i in enumerate(done):
+                all_scores[i], all_similar[i] = scores[k], similar[k]  # type: ignore[index]
+            functions, scores, similar = everything, all_scores, all_similar
         # The last result's entries, reused when nothing in them changed: a new object per
         # function per edit kept the cyclic collector walking 20,000 of them every few edits.
         previous = state.result.functions if state.result else []

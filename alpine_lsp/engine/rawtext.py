@@ -12,11 +12,11 @@ break and never straddles two chunks), so per-chunk break counts add up.
 
 from __future__ import annotations
 
-import re
 from bisect import bisect_right
 from itertools import accumulate, pairwise
 
-from .positions import to_codepoint
+from ..parsing.text import line_start
+from .positions import to_client, to_codepoint
 
 CHUNK = 1 << 16
 
@@ -25,32 +25,10 @@ def _breaks(s: str) -> int:
     return s.count("\n") + s.count("\r") - s.count("\r\n")
 
 
-def _units(s: str, encoding: str) -> int:
-    """Length of `s` in the client's units."""
-    if encoding == "utf-32" or s.isascii():
-        return len(s)
-    if encoding == "utf-16":
-        return len(s.encode("utf-16-le", "surrogatepass")) // 2
-    return len(s.encode("utf-8", "surrogatepass"))
-
-
 def _find_eol(s: str, at: int) -> int:
     """Offset of the first \r or \n at or after `at`, or -1 (two memchr scans beat a regex)."""
     n, r = s.find("\n", at), s.find("\r", at)
     return n if r < 0 else r if n < 0 else min(n, r)
-
-
-def _nth_line_start(s: str, k: int) -> int:
-    """Offset just after the k-th (k >= 1) line break of `s`, which has at least k."""
-    if "\r" in s:
-        # Atomic and possessive: a \r\n is one break, never split in two by backtracking.
-        m = re.compile(r"(?:[^\r\n]*+(?>\r\n|\r|\n)){" + str(k) + "}").match(s)
-        assert m is not None
-        return m.end()
-    pos = 0
-    for _ in range(k):
-        pos = s.index("\n", pos) + 1
-    return pos
 
 
 def _cut_points(s: str) -> list[int]:
@@ -75,6 +53,9 @@ class RawText:
     """A mutable text with LSP-position edits in O(edit), and the facts the skip rule needs."""
 
     def __init__(self, text: str = "") -> None:
+        self._load(text)
+
+    def _load(self, text: str) -> None:
         self._chunks: list[str] = _split(text)
         self._lens = [len(c) for c in self._chunks]
         self._nbreaks = [_breaks(c) for c in self._chunks]
@@ -160,7 +141,8 @@ class RawText:
         else:
             # The chunk that holds the line-th break; the line starts right after it.
             k = bisect_right(self._break_sums, line - 1) - 1
-            at = _nth_line_start(self._chunks[k], line - self._break_sums[k])
+            # The chunk holds that break, so its line start is never None.
+            at = line_start(self._chunks[k], line - self._break_sums[k]) or 0
         left = max(0, character)
         while True:
             if at == len(self._chunks[k]):  # the line starts at this chunk's end
@@ -205,13 +187,7 @@ class RawText:
         """Replace code points [a, b) with `new`."""
         self._index()
         if not self._chunks:
-            self._chunks = _split(new)
-            self._lens = [len(c) for c in self._chunks]
-            self._nbreaks = [_breaks(c) for c in self._chunks]
-            self._utf8 = [None] * len(self._chunks)
-            self._lines = [None] * len(self._chunks)
-            self._widths = [None] * len(self._chunks)
-            self._dirty = True
+            self._load(new)
             return
         ka = min(bisect_right(self._starts, a) - 1, len(self._chunks) - 1)
         kb = min(bisect_right(self._starts, b) - 1, len(self._chunks) - 1)
@@ -244,3 +220,8 @@ class RawText:
         self._lines[lo:hi] = [None] * len(parts)
         self._widths[lo:hi] = [None] * len(parts)
         self._dirty = True
+
+
+def _units(s: str, encoding: str) -> int:
+    """Length of `s` in the client's units."""
+    return to_client(s, len(s), encoding)

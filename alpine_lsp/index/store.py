@@ -153,6 +153,14 @@ class Match:
     kind: str = "semantic"
 
 
+_UPSERT_VECTOR = (
+    "INSERT INTO vectors (fingerprint, hash, dim, embedding, used) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (fingerprint, hash) DO UPDATE SET "
+    "dim = excluded.dim, embedding = excluded.embedding, used = excluded.used"
+)
+_INSERT_FUNCTION = f"INSERT INTO functions VALUES ({', '.join('?' * 17)})"
+
+
 def _function_row(uri: str, e: IndexEntry) -> tuple:
     """The functions-table row of an entry (column order of the schema)."""
     return (
@@ -286,6 +294,21 @@ class _Matrix:
         live = len(self.rows) - self.dead
         if self.dead > 1024 and self.dead * 4 > live:  # dead columns still cost matmul time
             self._compact()
+
+    def add(self, rows: list[tuple], entries: list, units, which) -> None:
+        """Append the entries `which` (indices) of one write that are of this matrix's
+        fingerprint and dimension; `rows` are their functions-table rows."""
+        mine = [
+            i
+            for i in which
+            if entries[i].fingerprint == self.fingerprint and units[i].shape[0] == self.dim
+        ]
+        if mine:
+            self.append(
+                [rows[i][:6] for i in mine],
+                np.stack([units[i] for i in mine]),
+                [_near(entries[i].language, entries[i].keys) for i in mine],
+            )
 
     def remove_row(self, uri: str, row: tuple[str, str, int, int, int, int]) -> None:
         idx = self.by_uri.get(uri, [])
@@ -583,9 +606,7 @@ class IndexStore:
                     [(uri, r[2], r[3], r[11]) for r in removed],
                 )
                 db.executemany(
-                    "INSERT INTO vectors (fingerprint, hash, dim, embedding, used) "
-                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (fingerprint, hash) DO UPDATE SET "
-                    "dim = excluded.dim, embedding = excluded.embedding, used = excluded.used",
+                    _UPSERT_VECTOR,
                     [
                         (e.fingerprint, e.hash, u.shape[0], u.tobytes(), now)
                         for i, u in units.items()
@@ -593,7 +614,7 @@ class IndexStore:
                     ],
                 )
                 db.executemany(
-                    f"INSERT INTO functions VALUES ({', '.join('?' * 17)})",
+                    _INSERT_FUNCTION,
                     [rows[i] for i in added],
                 )
             known.update((entries[i].fingerprint, entries[i].hash) for i in added)
@@ -602,17 +623,7 @@ class IndexStore:
             if m is not None:
                 for r in removed:
                     m.remove_row(uri, (uri, r[1], r[2], r[3], r[4], r[5]))
-                mine = [
-                    i
-                    for i in added
-                    if entries[i].fingerprint == m.fingerprint and units[i].shape[0] == m.dim
-                ]
-                if mine:
-                    m.append(
-                        [rows[i][:6] for i in mine],
-                        np.stack([units[i] for i in mine]),
-                        [_near(entries[i].language, entries[i].keys) for i in mine],
-                    )
+                m.add(rows, entries, units, added)
 
         self._run(op, None)
 
@@ -644,14 +655,10 @@ class IndexStore:
             with _transaction(db):
                 db.execute("DELETE FROM functions WHERE uri = ?", (uri,))
                 db.executemany(
-                    "INSERT INTO vectors (fingerprint, hash, dim, embedding, used) "
-                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (fingerprint, hash) DO UPDATE SET "
-                    "dim = excluded.dim, embedding = excluded.embedding, used = excluded.used",
+                    _UPSERT_VECTOR,
                     [row for key, row in vector_rows.items() if key not in known],
                 )
-                db.executemany(
-                    f"INSERT INTO functions VALUES ({', '.join('?' * 17)})", function_rows
-                )
+                db.executemany(_INSERT_FUNCTION, function_rows)
             self._stored[uri] = set(vector_rows)
             if _rows is not None:
                 self._rows_of[uri] = _rows
@@ -660,27 +667,7 @@ class IndexStore:
             m = self._matrix
             if m is not None:
                 m.remove(uri)
-                mine = [
-                    i
-                    for i, e in enumerate(entries)
-                    if e.fingerprint == m.fingerprint and units[i].shape[0] == m.dim
-                ]
-                if mine:
-                    m.append(
-                        [
-                            (
-                                uri,
-                                entries[i].name,
-                                entries[i].start_line,
-                                entries[i].start_col,
-                                entries[i].end_line,
-                                entries[i].end_col,
-                            )
-                            for i in mine
-                        ],
-                        np.stack([units[i] for i in mine]),
-                        [_near(entries[i].language, entries[i].keys) for i in mine],
-                    )
+                m.add(function_rows, entries, units, range(len(entries)))
 
         self._run(op, None)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer
@@ -65,13 +66,7 @@ class CodeTokenizer:
 
     @classmethod
     def from_file(cls, path: str, specials: dict, whitespace: str = "keep") -> CodeTokenizer:
-        return cls(
-            Tokenizer.from_file(path),
-            specials.get("cls", "[CLS]"),
-            specials.get("sep", "[SEP]"),
-            specials.get("pad", "[PAD]"),
-            whitespace,
-        )
+        return cls.from_str(Path(path).read_text(encoding="utf-8"), specials, whitespace)
 
     @classmethod
     def from_str(cls, text: str, specials: dict, whitespace: str = "keep") -> CodeTokenizer:

@@ -161,10 +161,7 @@ class ParsedDocument:
         with self._lock:
             if self._tree is None:
                 return None
-            tree = self._tree.copy()
-            for e in self._edits:
-                tree.edit(**e.ts_edit)
-            return tree
+            return _replay(self._tree, self._edits)
 
     def _compute(self, snap: Snapshot) -> tuple[Tree, _Reparse | None]:
         """The tree of `snap`, parsing outside the lock; with what changed since the tree it
@@ -174,13 +171,10 @@ class ParsedDocument:
                 return self._tree, None
             base, base_gen, masked = self._tree, self._tree_gen, self._tree_masked
             edits = [e for e in self._edits if e.gen <= snap.gen] if base is not None else []
-        tree = base.copy() if base is not None else None
+        edited = _replay(base, edits) if base is not None else None
         for e in edits:
-            assert tree is not None
-            tree.edit(**e.ts_edit)
             masked = _shift(masked, *e.bytes_)
-        edited = tree
-        tree, masked, incremental = _parse(self.language, snap.data, tree, masked)
+        tree, masked, incremental = _parse(self.language, snap.data, edited, masked)
         with self._lock:
             if snap.gen > self._tree_gen:
                 self._tree, self._tree_gen, self._tree_masked = tree, snap.gen, masked
@@ -366,6 +360,14 @@ def _moved(f: Function, rows: int) -> Function:
         f.hash,
         f.ignored,
     )
+
+
+def _replay(tree: Tree, edits: list[_PendingEdit]) -> Tree:
+    """A copy of `tree` with the queued edits applied (the original may be in use elsewhere)."""
+    out = tree.copy()
+    for e in edits:
+        out.edit(**e.ts_edit)
+    return out
 
 
 def _parse(
