@@ -15,6 +15,7 @@ import operator
 import re
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +39,7 @@ from .positions import client_offset, lsp_lines
 from .rawtext import RawText
 from .scheduler import Debouncer
 from .settings import Settings
-from .similar import KeyCache, capped, find, thresholds
+from .similar import MAX_PER_FILE, KeyCache, capped, find, thresholds
 from .stats import Stats
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,16 @@ class DocumentResult:
         return lsp_lines(self.text)
 
 
+def _flag(f: Function, s: FunctionScore | None, bar: float, may_flag: bool) -> bool:
+    return may_flag and s is not None and not f.ignored and s.probability >= bar
+
+
+def _function_result(
+    f: Function, s: FunctionScore | None, sim: list[Match], bar: float, may_flag: bool
+) -> FunctionResult:
+    return FunctionResult(f, s, _flag(f, s, bar, may_flag), sim)
+
+
 _hash_of = operator.attrgetter("hash")
 _function_of = operator.attrgetter("function")
 _probability_of = operator.attrgetter("probability")
@@ -93,6 +104,60 @@ class _Memo:
     similar_key: tuple | None = None  # model, settings, thresholds the matches were found with
     others_gen: int = -1  # index writes by other files when the matches were found
     similar: dict[str, list[Match]] = field(default_factory=dict)
+    # The last complete analysis, aligned with its functions (None when it was not complete).
+    # The next one keeps the entries of the functions an edit left alone (the same objects at
+    # the same places) by slicing these lists, and works only on the functions between.
+    functions: list[Function] | None = None
+    hashes: list[str] | None = None
+    aligned: list[FunctionScore] | None = None
+    keys: list | None = None  # clone keys (None: not computed)
+    hints: list[list[Match]] | None = None  # None: not valid for reuse
+    results: list[FunctionResult] | None = None
+    counts: Counter[str] | None = None  # occurrences of each hash (for the flag-budget pool)
+    bar: float | None = None  # the flag bar the results were computed with
+    may_flag: bool = False
+    own_writes: int = -1  # this document's index writes after its last store
+
+
+@dataclass(slots=True)
+class _Splice:
+    """How an analysis's functions relate to the last complete one's: those in [p, n - s)
+    are new texts; the p before and the s after have the texts of last time, in order
+    (the same objects, or moved by an edit above them)."""
+
+    p: int
+    s: int
+    n_old: int  # functions last time
+    n: int  # functions now
+
+    def keep(self, old: list, middle: list) -> list:
+        """An aligned list of last time with its middle replaced by `middle` (C-speed)."""
+        return old[: self.p] + middle + old[self.n_old - self.s :]
+
+    def old_middle(self, old: list) -> list:
+        return old[self.p : self.n_old - self.s]
+
+    def middle(self, new: list) -> list:
+        return new[self.p : self.n - self.s]
+
+
+def _splice(old: list[str], new: list[str]) -> _Splice:
+    """The ends two lists of function hashes share (C-speed comparisons)."""
+    n = min(len(old), len(new))
+    same = list(map(operator.eq, old[:n], new[:n]))
+    p = same.index(False) if False in same else n
+    rest = n - p
+    same = list(map(operator.eq, old[::-1][:rest], new[::-1][:rest]))
+    s = same.index(False) if False in same else rest
+    return _Splice(p, s, len(old), len(new))
+
+
+def _moved(old: list[Function], new: list[Function]) -> list[int]:
+    """Where two aligned function lists hold different objects (moved, or ignored anew)."""
+    same = list(map(operator.is_, old, new))
+    if False not in same:
+        return []
+    return [i for i, x in enumerate(same) if not x]
 
 
 @dataclass
@@ -126,6 +191,7 @@ MAX_FUNCTIONS = 50_000
 ANALYSIS_BUDGET_S = 2.0
 SCORE_CHUNK = 32
 BUDGET = "budget: "  # skip reasons that are per-document budgets get an Information diagnostic
+_NO_HINTS = ("no hints",)  # a memo's similar_key when no function got hints
 
 
 def skip_reason(
@@ -487,12 +553,27 @@ class Engine:
         scores = None
         failed = False
         memo = state.memo
+        fp0 = self.scorer.fingerprint()
+        sp: _Splice | None = None  # None: every function is worked on
+        hashes = list(map(_hash_of, functions))
+        if memo is not None and memo.hashes is not None and memo.fingerprint == fp0:
+            sp = _splice(memo.hashes, hashes)
         if functions and not skipped:
             try:
                 known = (memo.fingerprint, memo.scores) if memo is not None else None
-                scores = self.scorer.score(
-                    functions, state.language or "", known, budget_s=ANALYSIS_BUDGET_S
-                )
+                if sp is not None and memo is not None and memo.aligned is not None:
+                    part = self.scorer.score(
+                        sp.middle(functions), state.language or "", known, ANALYSIS_BUDGET_S
+                    )
+                    if part is not None:
+                        scores = sp.keep(memo.aligned, part)
+                        self.stats.add("cache_hits", sp.p + sp.s)  # served by the memo
+                        if not all(part):
+                            sp = None  # over the budget: the passes work on everything
+                else:
+                    scores = self.scorer.score(
+                        functions, state.language or "", known, budget_s=ANALYSIS_BUDGET_S
+                    )
             except Exception:
                 log.exception("%s: scoring failed", uri)
                 self.stats.add("errors")
@@ -513,30 +594,86 @@ class Engine:
         scored = scores is not None or failed or not functions or skipped is not None
         result.scored = scored and not result.pending
         fp = self.scorer.fingerprint()
+        if fp != fp0 or scores is None or skipped:
+            sp = None
+        before = memo if memo is not None and memo.fingerprint == fp else None
         if scores is not None and fp is not None:
-            fresh = _Memo(fp, dict(zip(map(_hash_of, functions), scores, strict=True)))
-            state.memo, memo = fresh, memo if memo is not None and memo.fingerprint == fp else None
-        similar = self._similar(uri, state.language, functions, scores, memo, state.memo)
+            if sp is not None and before is not None:
+                by_hash = before.scores  # last time's, with the new functions' added
+                by_hash.update(
+                    zip(map(_hash_of, sp.middle(functions)), sp.middle(scores), strict=True)
+                )
+                if len(by_hash) > 2 * len(functions) + CACHE_MARGIN:  # edits leave old texts
+                    by_hash = dict(zip(map(_hash_of, functions), scores, strict=True))
+            else:
+                by_hash = dict(zip(map(_hash_of, functions), scores, strict=True))
+            after = state.memo = _Memo(fp, by_hash)
+        else:
+            after = None
+        similar, relooked = self._similar(uri, state.language, functions, scores, before, after, sp)
         threshold = result.threshold if result.threshold is not None else 1.1
         result.defect_off = self.defect_off(state.language)
-        cutoff = self._pool_cutoff(uri, functions, scores)
+        cutoff = self._pool_cutoff(uri, functions, scores, before, after, sp)
         if done is not None:  # back to every function, the pending ones unscored
             all_scores: list = [None] * len(everything)
             all_similar: list[list[Match]] = [[] for _ in everything]
             for k, i in enumerate(done):
                 all_scores[i], all_similar[i] = scores[k], similar[k]  # type: ignore[index]
             functions, scores, similar = everything, all_scores, all_similar
-        # The last result's entries, reused when nothing in them changed: a new object per
-        # function per edit kept the cyclic collector walking 20,000 of them every few edits.
-        previous = state.result.functions if state.result else []
-        last = dict(zip(map(id, map(_function_of, previous)), previous, strict=True))
         bar = flag_bar(threshold, cutoff)
         may_flag = not ignored_file and result.defect_off is None
         got = scores if scores is not None else [None] * len(functions)
+        if (
+            sp is not None
+            and before is not None
+            and before.results is not None
+            and relooked is not None
+            and (before.bar, before.may_flag) == (bar, may_flag)
+        ):
+            # The functions the edit left alone keep their entries; those whose hints were
+            # looked up again get new ones where the hints changed.
+            mid = range(sp.p, sp.n - sp.s)
+            fresh = [_function_result(functions[i], got[i], similar[i], bar, may_flag) for i in mid]
+            out = result.functions = sp.keep(before.results, fresh)
+            for i in relooked:
+                if out[i].similar != similar[i]:
+                    out[i] = _function_result(functions[i], got[i], similar[i], bar, may_flag)
+            # Same text, another object: moved by an edit above it, or ignored anew.
+            for i in _moved(list(map(_function_of, out)), functions):
+                out[i] = _function_result(functions[i], got[i], similar[i], bar, may_flag)
+        else:
+            self._all_results(result, state.result, functions, got, similar, bar, may_flag)
+        if after is not None and result.scored:  # complete: the next may reuse it by slices
+            after.functions, after.aligned, after.results = functions, scores, result.functions
+            after.hashes = hashes
+            after.bar, after.may_flag = bar, may_flag
+        state.result = result
+        now = time.perf_counter()
+        self.stats.latency("analysis_ms", (now - t0) * 1000)
+        self.stats.latency("edit_to_result_ms", (now - changed_at) * 1000)
+        self.on_result(result)
+        if result.pending:
+            self.worker.schedule(uri, 0)  # the next pass, behind edits already queued
+        self._idle_trim()
+
+    @staticmethod
+    def _all_results(
+        result: DocumentResult,
+        last: DocumentResult | None,
+        functions: list[Function],
+        scores: list,
+        similar: list[list[Match]],
+        bar: float,
+        may_flag: bool,
+    ) -> None:
+        # The last result's entries, reused when nothing in them changed: a new object per
+        # function per edit kept the cyclic collector walking 20,000 of them every few edits.
+        previous = last.functions if last else []
+        by_id = dict(zip(map(id, map(_function_of, previous)), previous, strict=True))
         out = result.functions
-        for f, s, sim in zip(functions, got, similar, strict=True):
-            flag = may_flag and s is not None and not f.ignored and s.probability >= bar
-            old = last.get(id(f))
+        for f, s, sim in zip(functions, scores, similar, strict=True):
+            flag = _flag(f, s, bar, may_flag)
+            old = by_id.get(id(f))
             if (
                 old is not None
                 and old.function is f
@@ -547,26 +684,48 @@ class Engine:
                 out.append(old)
             else:
                 out.append(FunctionResult(f, s, flag, sim))
-        state.result = result
-        now = time.perf_counter()
-        self.stats.latency("analysis_ms", (now - t0) * 1000)
-        self.stats.latency("edit_to_result_ms", (now - changed_at) * 1000)
-        self.on_result(result)
-        if result.pending:
-            self.worker.schedule(uri, 0)  # the next pass, behind edits already queued
-        self._idle_trim()
 
     def _idle_trim(self) -> None:
         # After a burst, not after every document: the trim costs a few ms of the worker.
         if self.worker.pending() == 0:
             release_memory()
 
-    def _pool_cutoff(self, uri: str, functions: list[Function], scores) -> float:
+    def _pool_cutoff(
+        self,
+        uri: str,
+        functions: list[Function],
+        scores: list[FunctionScore] | None,
+        before: _Memo | None = None,
+        after: _Memo | None = None,
+        sp: _Splice | None = None,
+    ) -> float:
+        """The flag budget's cutoff, with this document's scores in the pool. Spliced: only
+        the hashes the edit removed and added change in the pool (a hash may occur twice)."""
         if scores is not None:
-            probs = map(_probability_of, scores)
-            self.pool.set_file(
-                index_uri(uri), dict(zip(map(_hash_of, functions), probs, strict=True))
-            )
+            uri = index_uri(uri)
+            counts = before.counts if sp is not None and before is not None else None
+            if counts is not None and sp is not None and 4 * (sp.n - sp.p - sp.s) > sp.n:
+                counts = None  # most of the file is new: counting it anew is cheaper
+            if counts is not None and sp is not None:
+                gone = []
+                for f in sp.old_middle(before.functions or []):  # type: ignore[union-attr]
+                    counts[f.hash] -= 1
+                    if counts[f.hash] <= 0:
+                        del counts[f.hash]
+                        gone.append(f.hash)
+                mid = sp.middle(functions)
+                counts.update(map(_hash_of, mid))
+                probs = map(_probability_of, sp.middle(scores))
+                if not self.pool.update_file(
+                    uri, gone, dict(zip(map(_hash_of, mid), probs, strict=True))
+                ):
+                    counts = None
+            if counts is None:
+                probs = map(_probability_of, scores)
+                self.pool.set_file(uri, dict(zip(map(_hash_of, functions), probs, strict=True)))
+                counts = Counter(map(_hash_of, functions))
+            if after is not None:
+                after.counts = counts
         return self.pool.cutoff(self.settings.flag_budget)
 
     def defect_off(self, language: str | None) -> str | None:
@@ -600,30 +759,51 @@ class Engine:
         scores: list[FunctionScore] | None,
         before: _Memo | None = None,
         after: _Memo | None = None,
-    ) -> list[list[Match]]:
-        """Similar-code hints per function. With the last analysis's memo (`before`), only
-        functions whose text is new, whose hints point into this file (its lines move), or
-        that a new function's hints point at are looked up; the rest keep their hints while
-        no other file changed the index. `after` receives the hints for the next time."""
+        sp: _Splice | None = None,
+    ) -> tuple[list[list[Match]], list[int] | None]:
+        """Similar-code hints per function, and the functions outside the splice's middle
+        whose hints were looked up again (None: any function's hints may have changed).
+
+        With the last analysis's memo (`before`), only functions whose text is new, whose
+        hints point into this file (its lines move), or that a new function's hints point at
+        are looked up; the rest keep their hints while no other file changed the index.
+        `after` receives the hints for the next time."""
         model = self.holder.model
+        spliced = sp is not None and before is not None
         if self.index is None or scores is None or model is None or language is None:
-            return [[] for _ in functions]
+            return self._no_hints(functions, before if spliced else None, after)
         uri = index_uri(uri)
         try:
-            keys = self.clone_keys.many(functions, language)
-            self._store(uri, language, functions, scores, keys, model.fingerprint, edited=True)
+            if spliced and before.keys is not None:  # type: ignore[union-attr]
+                mid = self.clone_keys.many(sp.middle(functions), language)  # type: ignore[union-attr]
+                keys = sp.keep(before.keys, mid)  # type: ignore[union-attr]
+            else:
+                keys = self.clone_keys.many(functions, language)
+            if after is not None:
+                after.keys = keys
+            self._index(uri, language, functions, scores, keys, model, before, after, sp)
             sim = self.settings.similarity
             if not sim.enabled or sim.max_results == 0:
-                return [[] for _ in functions]
+                return self._no_hints(functions, before if spliced else None, after)
             limits = thresholds(model, language, sim.threshold)
             key = (model.fingerprint, sim.max_results, limits)
             others = self._index_writes - self._own_writes.get(uri, 0)
-            held = {}
-            if before is not None and before.similar_key == key and before.others_gen == others:
-                held = before.similar
-            out: list[list[Match] | None] = [None] * len(functions)
-            for i, f in enumerate(functions):
-                got = held.get(f.hash)
+            held: dict[str, list[Match]] = {}
+            valid = before is not None and before.similar_key == key and before.others_gen == others
+            if valid:
+                held = before.similar  # type: ignore[union-attr]
+            out: list[list[Match] | None]
+            if valid and spliced and before.hints is not None:  # type: ignore[union-attr]
+                middle = range(sp.p, sp.n - sp.s)  # type: ignore[union-attr]
+                out = sp.keep(before.hints, [None] * len(middle))  # type: ignore[union-attr]
+                for i, got in enumerate(out):  # hints into this file: its lines may move
+                    if got and any(m.uri == uri for m in got):
+                        out[i] = None
+            else:
+                middle = range(len(functions))
+                out = [None] * len(functions)
+            for i in middle:
+                got = held.get(functions[i].hash)
                 if got is not None and all(m.uri != uri for m in got):
                     out[i] = got
 
@@ -646,18 +826,56 @@ class Engine:
             look_up(todo)
             # A new function that copies an unchanged one: that one's hints change too.
             lines = {m.start_line for i in todo for m in out[i] or () if m.uri == uri}
+            again = []
             if lines and held:
-                look_up([i for i, f in enumerate(functions) if f.start_line in lines])
+                again = [i for i, f in enumerate(functions) if f.start_line in lines]
+                look_up(again)
             self.stats.add("similar_lookups", len(todo))
             done = [m if m is not None else [] for m in out]
             if after is not None:
-                after.similar_key, after.others_gen = key, others
-                after.similar = dict(zip(map(_hash_of, functions), done, strict=True))
-            return done
+                after.similar_key, after.others_gen, after.hints = key, others, done
+                if valid and spliced and len(held) <= 2 * len(functions) + CACHE_MARGIN:
+                    new = [*todo, *again]
+                    held.update((functions[i].hash, done[i]) for i in new)
+                    after.similar = held
+                else:
+                    after.similar = dict(zip(map(_hash_of, functions), done, strict=True))
+            if not (valid and spliced and before.hints is not None):  # type: ignore[union-attr]
+                return done, None
+            return done, [i for i in {*todo, *again} if i not in middle]
         except Exception:
             log.exception("similar-code lookup failed for %s", uri)
             self.stats.add("errors")
-            return [[] for _ in functions]
+            return [[] for _ in functions], None
+
+    @staticmethod
+    def _no_hints(
+        functions: list[Function], before: _Memo | None, after: _Memo | None
+    ) -> tuple[list[list[Match]], list[int] | None]:
+        """No hints for anything (no index, model or grammar; hints off). Nothing changed
+        outside the middle when there were none last time either."""
+        if after is not None:
+            after.similar_key = _NO_HINTS
+        unchanged = before is not None and before.similar_key == _NO_HINTS
+        return [[] for _ in functions], [] if unchanged else None
+
+    def _index(self, uri, language, functions, scores, keys, model, before, after, sp) -> None:
+        """Write an open document's functions to the index, unless the edit left every
+        indexed one alone (a file over MAX_PER_FILE has only its first ones indexed) and
+        nothing else wrote this file's rows since."""
+        unchanged = (
+            sp is not None
+            and before is not None
+            and before.own_writes == self._own_writes.get(uri, 0)
+            and min(sp.n_old, sp.n) > MAX_PER_FILE
+            and before.functions is not None
+            # the indexed functions: the very objects of last time (not moved, not new)
+            and not _moved(before.functions[:MAX_PER_FILE], functions[:MAX_PER_FILE])
+        )
+        if not unchanged:
+            self._store(uri, language, functions, scores, keys, model.fingerprint, edited=True)
+        if after is not None:
+            after.own_writes = self._own_writes.get(uri, 0)
 
     # -- workspace index (its own thread) ---------------------------------------------------
     def index_workspace(

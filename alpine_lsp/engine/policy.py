@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import json
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 
 MIN_AUC = 0.60
@@ -75,6 +76,24 @@ class ScorePool:
             if self._by_file.get(uri) != scores:
                 self._by_file[uri] = dict(scores)
                 self._sorted = None
+
+    def update_file(self, uri: str, gone: Iterable[str], added: dict[str, float]) -> bool:
+        """Drop the hashes `gone` from a file's scores and set `added`; False (nothing done)
+        when the file is not in the pool."""
+        with self._lock:
+            scores = self._by_file.get(uri)
+            if scores is None:
+                return False
+            changed = False
+            for h in gone:
+                changed |= scores.pop(h, None) is not None
+            for h, p in added.items():
+                if scores.get(h) != p:
+                    scores[h] = p
+                    changed = True
+            if changed:
+                self._sorted = None
+            return True
 
     def remove_file(self, uri: str) -> None:
         with self._lock:
