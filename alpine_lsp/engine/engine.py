@@ -21,12 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..index import (
-    IndexEntry,
+    BINARY_PROBE,
     IndexStore,
     Match,
     index_db_path,
     iter_source_files,
     read_source_file,
+    refusal,
 )
 from ..model.score import FunctionScore
 from ..parsing import Function, ParsedDocument, extract_functions, file_ignored, language_for
@@ -34,12 +35,19 @@ from .adapter import AdapterWatcher
 from .cache import ScoreCache, default_cache_path, usable_cache_dir
 from .memory import release_memory, settle_heap, unsettle_heap
 from .models import ModelHolder
-from .policy import ScorePool, flag_bar, language_off, language_table
+from .policy import (
+    ScorePool,
+    file_may_flag,
+    flag_bar,
+    flags_function,
+    language_off,
+    language_table,
+)
 from .positions import client_offset, lsp_lines
 from .rawtext import RawText
 from .scheduler import Debouncer
 from .settings import Settings
-from .similar import MAX_PER_FILE, KeyCache, capped, find, thresholds
+from .similar import MAX_PER_FILE, KeyCache, find, index_entries, thresholds
 from .stats import Stats
 
 log = logging.getLogger(__name__)
@@ -78,8 +86,7 @@ class DocumentResult:
         return lsp_lines(self.text)
 
 
-def _flag(f: Function, s: FunctionScore | None, bar: float, may_flag: bool) -> bool:
-    return may_flag and s is not None and not f.ignored and s.probability >= bar
+_flag = flags_function  # the one rule, shared with check (policy.py)
 
 
 def _function_result(
@@ -210,10 +217,10 @@ def skip_reason(
     n, limit = len(text), settings.max_file_size
     raw = isinstance(text, RawText)
     # A code point is 1-4 bytes: encode only when the length alone cannot tell.
-    if n > limit or (n * 4 > limit and _utf8_length(text, nbytes) > limit):
-        return f"file larger than alpine.maxFileSize ({settings.max_file_size} bytes)"
-    if "\x00" in (text.head(8192) if raw else text[:8192]):
-        return "binary file (NUL bytes)"
+    size = n if n > limit or n * 4 <= limit else _utf8_length(text, nbytes)
+    refused = refusal(text.head(BINARY_PROBE) if raw else text, size, limit, "alpine.maxFileSize")
+    if refused:
+        return refused
     # Budget: minified or generated code, where per-edit work grows with the line.
     if n > MAX_LINE_CHARS:
         if longest_line is None:
@@ -621,7 +628,7 @@ class Engine:
                 all_scores[i], all_similar[i] = scores[k], similar[k]  # type: ignore[index]
             functions, scores, similar = everything, all_scores, all_similar
         bar = flag_bar(threshold, cutoff)
-        may_flag = not ignored_file and result.defect_off is None
+        may_flag = file_may_flag(ignored_file, result.defect_off)
         got = scores if scores is not None else [None] * len(functions)
         if (
             sp is not None
@@ -964,7 +971,7 @@ class Engine:
             self._index_wrote(uri)
             self.index.remove_file(uri)
             return 0
-        if b"\x00" in data[:8192] or len(data) > self.settings.max_file_size:
+        if refusal(data, len(data), self.settings.max_file_size):
             self._index_wrote(uri)
             self.index.remove_file(uri)
             return 0
@@ -1003,16 +1010,8 @@ class Engine:
         `edited`: an open document, rewritten in place by the rows that changed."""
         assert self.index is not None
         self._index_wrote(uri)
-        keep = capped(uri, keys)
         write = self.index.update_file if edited else self.index.replace_file
-        write(
-            uri,
-            [
-                IndexEntry.from_function(uri, language, f, fingerprint, s.embedding, k)
-                for f, s, k, ok in zip(functions, scores, keys, keep, strict=True)
-                if ok
-            ],
-        )
+        write(uri, index_entries(uri, language, functions, scores, keys, fingerprint))
 
     def _index_wrote(self, uri: str) -> None:
         """Count index writes per file: a document's memoised hints hold while no other file

@@ -18,6 +18,11 @@ import json
 import threading
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # types only: the rule reads two attributes of each
+    from ..model.score import FunctionScore
+    from ..parsing import Function
 
 MIN_AUC = 0.60
 # Below this many scored functions the budget's quantile means little; the threshold decides.
@@ -111,10 +116,15 @@ class ScorePool:
             if self._sorted is None:
                 self._sorted = sorted(p for v in self._by_file.values() for p in v.values())
             vals = self._sorted
-        if budget >= 1.0 or len(vals) < MIN_POOL:
-            return 0.0
-        k = max(1, int(budget * len(vals)))  # at most this many flagged
-        return vals[len(vals) - k]
+        return _cutoff(vals, budget)
+
+
+def _cutoff(vals: list[float], budget: float) -> float:
+    """ScorePool.cutoff over probabilities already sorted."""
+    if budget >= 1.0 or len(vals) < MIN_POOL:
+        return 0.0
+    k = max(1, int(budget * len(vals)))  # at most this many flagged
+    return vals[len(vals) - k]
 
 
 def flag_bar(threshold: float, cutoff: float) -> float:
@@ -127,10 +137,20 @@ def flagged(prob: float, threshold: float, cutoff: float) -> bool:
     return prob >= flag_bar(threshold, cutoff)
 
 
+def file_may_flag(file_ignored: bool, defect_off: str | None) -> bool:
+    """Whether a file's functions may be flagged at all: not `alpine: ignore-file`, and the
+    language's defect hints on."""
+    return not file_ignored and defect_off is None
+
+
+def flags_function(
+    function: Function, score: FunctionScore | None, bar: float, may_flag: bool
+) -> bool:
+    """The flag rule for one function (the server's worker and `check` both call this): the
+    file may flag, the function is scored and not `alpine: ignore`d, it reaches the bar."""
+    return may_flag and score is not None and not function.ignored and score.probability >= bar
+
+
 def budget_cutoff(probs: list[float], budget: float) -> float:
-    """ScorePool.cutoff for a plain list (check's files)."""
-    vals = sorted(probs)
-    if budget >= 1.0 or len(vals) < MIN_POOL:
-        return 0.0
-    k = max(1, int(budget * len(vals)))
-    return vals[len(vals) - k]
+    """ScorePool.cutoff for a plain list."""
+    return _cutoff(sorted(probs), budget)

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..index import IndexStore, Match
+from ..index import IndexEntry, IndexStore, Match
+from ..model.score import FunctionScore
 from ..parsing import Function
 from ..parsing.clones import MIN_TOKENS, CloneKeys, clone_keys
 from .fmt import similarity
@@ -121,6 +122,24 @@ def capped(uri: str, keys: list[CloneKeys | None]) -> list[bool]:
             MAX_SAME_KEY,
         )
     return keep
+
+
+def index_entries(
+    uri: str,
+    language: str,
+    functions: list[Function],
+    scores: list[FunctionScore],
+    keys: list[CloneKeys | None],
+    fingerprint: str,
+) -> list[IndexEntry]:
+    """A file's rows for the index (the server's and `check`'s): its functions with their
+    embeddings and clone keys, less what `capped` leaves out of a generated file."""
+    keep = capped(uri, keys)
+    return [
+        IndexEntry.from_function(uri, language, f, fingerprint, s.embedding, k)
+        for f, s, k, ok in zip(functions, scores, keys, keep, strict=True)
+        if ok
+    ]
 
 
 def find(

@@ -2,9 +2,17 @@
 
 from .paths import cache_dir, index_db_path
 from .store import SCHEMA_VERSION, IndexEntry, IndexStore, Match
-from .workspace import SKIP_DIRS, NotReadable, iter_source_files, read_source_file
+from .workspace import (
+    BINARY_PROBE,
+    SKIP_DIRS,
+    NotReadable,
+    iter_source_files,
+    read_source_file,
+    refusal,
+)
 
 __all__ = [
+    "BINARY_PROBE",
     "SCHEMA_VERSION",
     "SKIP_DIRS",
     "IndexEntry",
@@ -15,4 +23,5 @@ __all__ = [
     "index_db_path",
     "iter_source_files",
     "read_source_file",
+    "refusal",
 ]

@@ -101,17 +101,37 @@ def read_source_file(
         os.close(fd)
 
 
-def _is_binary(path: str) -> bool:
+def looks_binary(head: bytes | str) -> bool:
+    """A NUL among the first BINARY_PROBE bytes (code points, for text already decoded)."""
+    return (b"\0" if isinstance(head, bytes) else "\0") in head[:BINARY_PROBE]
+
+
+def refusal(
+    head: bytes | str, size: int, max_size: int, limit: str = "the size limit"
+) -> str | None:
+    """Why contents are not source to analyse, or None: the one admission rule of the walk,
+    the indexer, the server's documents and `check`. `head`: the first BINARY_PROBE bytes at
+    least; `size`: the size in bytes (a lower bound will do while it is at most `max_size`);
+    `limit`: what the user calls `max_size`, for the message."""
+    if size > max_size:
+        return f"file larger than {limit} ({max_size} bytes)"
+    if looks_binary(head):
+        return "binary file (NUL bytes)"
+    return None
+
+
+def _head(path: str) -> bytes | None:
+    """The first BINARY_PROBE bytes of a regular file; None for anything else or unreadable."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return True  # swapped for a FIFO or device since the walk looked: skip
-            return b"\0" in os.read(fd, BINARY_PROBE)
+                return None  # swapped for a FIFO or device since the walk looked: skip
+            return os.read(fd, BINARY_PROBE)
         finally:
             os.close(fd)
     except OSError:
-        return True  # unreadable: treat like binary, i.e. skip
+        return None  # unreadable: skip
 
 
 def iter_source_files(
@@ -176,9 +196,11 @@ def iter_source_files(
                     continue
                 if _ignored(specs, child):
                     continue
-                if entry.stat(follow_symlinks=False).st_size > max_file_size:
-                    continue
-                if _is_binary(entry.path):
+                size = entry.stat(follow_symlinks=False).st_size
+                if size > max_file_size:
+                    continue  # not opened at all
+                head = _head(entry.path)
+                if head is None or refusal(head, size, max_file_size):
                     continue
             except OSError as e:  # vanished or unreadable while we looked
                 log.debug("skipping %s: %s", entry.path, e)
