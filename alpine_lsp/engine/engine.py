@@ -747,16 +747,10 @@ class Engine:
         return reason
 
     def threshold(self) -> float | None:
-        if self.settings.threshold is not None:
-            return self.settings.threshold
-        model = self.holder.model
-        return model.threshold if model else None
+        return self.settings.defect_threshold(self.holder.model)
 
     def similarity_threshold(self) -> float | None:
-        if self.settings.similarity.threshold is not None:
-            return self.settings.similarity.threshold
-        model = self.holder.model
-        return model.similarity_threshold if model else None
+        return self.settings.cosine_threshold(self.holder.model)
 
     def _similar(
         self,

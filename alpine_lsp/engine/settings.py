@@ -38,6 +38,18 @@ class Settings:
     similarity: SimilaritySettings = field(default_factory=SimilaritySettings)
     line_hints: bool = True  # defect-risk on the top-ranked line (False: on the name)
 
+    def defect_threshold(self, model: Any) -> float | None:
+        """The flag threshold: this setting, else the model's calibrated one (None: no model)."""
+        if self.threshold is not None:
+            return self.threshold
+        return model.threshold if model is not None else None
+
+    def cosine_threshold(self, model: Any) -> float | None:
+        """The semantic-hint cosine: the setting, else the model's fallback (None: no model)."""
+        if self.similarity.threshold is not None:
+            return self.similarity.threshold
+        return model.similarity_threshold if model is not None else None
+
     def model_key(self) -> tuple:
         """The settings that need the model reloaded or reconfigured when they change."""
         return (self.model, self.device, self.threads, self.pruning, self.max_tokens)
