@@ -16,30 +16,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
-import time
 from pathlib import Path
-from urllib.parse import quote
+from typing import TYPE_CHECKING
 
-from .. import __version__
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
+    from ..engine.analysis import Finding
+    from ..engine.settings import Settings
+    from ..index import Match
 
 PROG = "alpine-lsp check"
-BINARY_PROBE = 8192  # as the server: a NUL byte this early marks a binary file
-RULES = {
-    "defect-risk": (
-        "Possible defect",
-        "The defect model scores this function at or above the threshold.",
-        "warning",
-    ),
-    "similar-code": (
-        "Similar code elsewhere",
-        "A function elsewhere in the checked files is a copy (identical or with renamed "
-        "identifiers), a near copy (token 5-gram overlap) or semantically close (cosine of "
-        "the model's embeddings).",
-        "note",
-    ),
-}
-SRCROOT = "%SRCROOT%"
 # The editor's quick fixes, in words, for people who meet the findings in a terminal first.
 QUICK_FIX = (
     "quick fix: a comment `alpine: ignore` on the line above a function (`// alpine: ignore`,"
@@ -131,17 +118,15 @@ def _args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def _is_binary(data: bytes) -> bool:
-    return b"\x00" in data[:BINARY_PROBE]
-
-
 def _collect(into: list[str]):
     return lambda directory, _error: into.append(directory)
 
 
 def _files(paths: list[str], max_size: int) -> tuple[list[Path], list[str], list[str]]:
-    """(files to check, notes about skipped files, paths that do not exist)."""
-    from ..index import iter_source_files
+    """(files to check, notes about skipped files, paths that do not exist). Folders are
+    walked as the server's indexer walks a workspace; files named are checked even when a
+    .gitignore leaves them out, under the same admission rule (index.refusal)."""
+    from ..index import BINARY_PROBE, iter_source_files, refusal
     from ..parsing import language_for
 
     files: list[Path] = []
@@ -170,10 +155,9 @@ def _files(paths: list[str], max_size: int) -> tuple[list[Path], list[str], list
             except OSError as e:
                 notes.append(f"{p}: skipped: {e.strerror or e}")
                 continue
-            if _is_binary(head):
-                notes.append(f"{p}: skipped: binary file (NUL bytes)")
-            elif size > max_size:
-                notes.append(f"{p}: skipped: larger than --max-file-size ({max_size} bytes)")
+            refused = refusal(head, size, max_size, "--max-file-size")
+            if refused:
+                notes.append(f"{p}: skipped: {refused}")
             else:
                 files.append(p)
         elif p.exists():
@@ -189,55 +173,88 @@ def _files(paths: list[str], max_size: int) -> tuple[list[Path], list[str], list
     return out, notes, missing
 
 
-class _Progress:
+def _progress(total: int) -> tqdm:
     """A one-line bar on stderr, only when stderr is a terminal and there is more than a file."""
+    from tqdm import tqdm
 
-    def __init__(self, total: int) -> None:
-        self.total = total
-        self.on = total > 1 and sys.stderr.isatty()
-        self.last = 0.0
-
-    def step(self, done: int, label: str) -> None:
-        now = time.monotonic()
-        if not self.on or (now - self.last < 0.1 and done < self.total):
-            return
-        self.last = now
-        width = 30
-        filled = width * done // max(1, self.total)
-        sys.stderr.write(
-            f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} {label[-40:]:<40}"
-        )
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.on:
-            sys.stderr.write("\r" + " " * 90 + "\r")
-            sys.stderr.flush()
-
-
-def _light(functions: list, scores: list) -> tuple[list, list]:
-    """What the report still needs once a file is indexed. Function texts stay: the defect
-    hint words its top line from them (engine/hints.py)."""
-    from dataclasses import replace
-
-    return (
-        functions,
-        [replace(s, top_tokens=[], lexical_terms=[], tokens_per_layer=[]) for s in scores],
+    return tqdm(
+        total=total,
+        file=sys.stderr,
+        disable=not (total > 1 and sys.stderr.isatty()),
+        bar_format="[{bar:30}] {n_fmt}/{total_fmt} {desc}",
+        ascii=".#",
+        leave=False,
+        mininterval=0.1,
+        # A fixed size: tqdm hides the bar on a terminal that reports no rows (a bare pty).
+        ncols=90,
+        nrows=24,
     )
 
 
+def _settings(args: argparse.Namespace) -> Settings:
+    """check's flags as the server's settings: the same names mean the same rules."""
+    from ..engine.settings import Settings, SimilaritySettings
+
+    opted = tuple(x.strip() for x in args.languages.split(",")) if args.languages else None
+    return Settings(
+        threshold=args.threshold,
+        flag_budget=args.flag_budget,
+        languages=opted,
+        max_file_size=args.max_file_size,
+        similarity=SimilaritySettings(
+            enabled=args.similar and not args.no_similar,
+            threshold=args.similarity_threshold,
+            max_results=args.max_similar,
+        ),
+        line_hints=not args.no_line_hints,
+    )
+
+
+def _similar_json(m: Match, names: dict[str, str]) -> dict:
+    from ..engine.similar import describe
+
+    where = names.get(m.uri, m.uri)
+    return {
+        "path": where,
+        "name": m.name,
+        "start_line": m.start_line + 1,
+        "kind": m.kind,
+        "score": round(m.score, 4),
+        "message": describe(m, f"{where}:{m.start_line + 1}"),
+    }
+
+
+def _function_json(fd: Finding, similar: list[dict], lines: list[str], line_hints: bool) -> dict:
+    from .defect_report import defect_json
+
+    f, s = fd.function, fd.score
+    return {
+        "name": f.name,
+        "start_line": f.start_line + 1,
+        "end_line": f.end_line + 1,
+        # Where the name is: what the server underlines. 1-based, end exclusive, columns in
+        # code points.
+        "name_range": {
+            "start_line": f.name_start_line + 1,
+            "start_col": f.name_start_col + 1,
+            "end_line": f.name_end_line + 1,
+            "end_col": f.name_end_col + 1,
+        },
+        "defect_probability": round(s.probability, 4),
+        # The fused score's halves, when the model has a lexical half.
+        **({"parts": {k: round(v, 4) for k, v in s.parts.items()}} if s.parts else {}),
+        "flagged": fd.flagged,
+        "ignored": fd.ignored,
+        "similar": similar,
+        # Where to look and what it may be: flagged functions only.
+        **({"defect": defect_json(f, s, lines, line_hints)} if fd.flagged else {}),
+    }
+
+
 def run_check(args: argparse.Namespace) -> tuple[dict, int]:
-    from ..engine.cache import ScoreCache, default_cache_path
-    from ..engine.engine import Scorer
-    from ..engine.memory import release_memory, tune_allocator
-    from ..engine.models import ModelHolder
-    from ..engine.policy import budget_cutoff, language_off, language_table
-    from ..engine.policy import flagged as policy_flagged
-    from ..engine.similar import KeyCache, capped, describe, find, thresholds
-    from ..engine.stats import Stats
-    from ..index import IndexEntry, IndexStore, NotReadable, read_source_file
-    from ..parsing import extract_functions, file_ignored, language_for
-    from .defect_report import defect_json, doc_lines
+    from ..engine.analysis import WorkspaceAnalysis
+    from ..engine.cache import default_cache_path
+    from ..engine.memory import tune_allocator
 
     tune_allocator()  # as the server: big activations on mmap, handed back when freed
     files, notes, missing = _files(args.paths, args.max_file_size)
@@ -257,184 +274,68 @@ def run_check(args: argparse.Namespace) -> tuple[dict, int]:
     except Exception as e:  # torch/transformers errors: still a set-up problem, not a crash
         _say(f"cannot load the model: {type(e).__name__}: {e}")
         return {}, 2
-    holder = ModelHolder()
-    holder.model, holder.state = model, "ready"
-    stats = Stats()
-    cache = ScoreCache(None if args.no_cache else default_cache_path())
-    scorer = Scorer(holder, cache, stats)
-    threshold = model.threshold if args.threshold is None else args.threshold
-    sim_threshold = (
-        model.similarity_threshold
-        if args.similarity_threshold is None
-        else args.similarity_threshold
-    )
-    # The server's index class on a throw-away database: hits come from the checked files only.
-    # Exact copies are found even when the model offers no cosine threshold (None).
-    no_similar = args.no_similar or not args.similar
-    key_cache = KeyCache()
-    tmp = None if no_similar else tempfile.TemporaryDirectory(prefix="alpine-check-")
-    index = None if tmp is None else IndexStore(Path(tmp.name) / "index.sqlite")
-
-    progress = _Progress(len(files))
-    per_file = []
+    settings = _settings(args)
+    cache_path = None if args.no_cache else default_cache_path()
     skipped = sum(not n.startswith("warning:") for n in notes)
+    report_files = []
+    off_said: dict[str, str] = {}
+    flagged_any = False
+    progress = _progress(len(files))
+    analysis = WorkspaceAnalysis(model, settings, cache_path, "--max-file-size")
     try:
-        for i, path in enumerate(files):
-            try:  # regular and under the limit, checked on the opened descriptor
-                data = read_source_file(path, args.max_file_size)
-            except NotReadable as e:
-                _say(f"skipped: {e}")
+        for path in files:
+            why = analysis.add(path)
+            if why is not None:
+                _say(f"{path}: skipped: {why}")
                 skipped += 1
                 continue
-            except OSError as e:
-                _say(f"{path}: skipped: {e.strerror or e}")
-                skipped += 1
-                continue
-            if _is_binary(data) or len(data) > args.max_file_size:  # changed since the walk
-                _say(f"{path}: skipped: binary or larger than --max-file-size")
-                skipped += 1
-                continue
-            text = data.decode("utf-8", errors="replace")
-            language = language_for(path.name) or ""
-            try:
-                functions = extract_functions(text, language)
-                scores = (scorer.score(functions, language) or []) if functions else []
-            except Exception as e:  # one bad file must not end the run
-                _say(f"{path}: skipped: {type(e).__name__}: {e}")
-                stats.add("errors")
-                skipped += 1
-                continue
-            keys = key_cache.many(functions, language) if index is not None else []
-            stats.add("functions_parsed", len(functions))
-            if index is not None and functions:
-                uri = path.resolve().as_uri()
-                keep = capped(str(path), keys)
-                index.replace_file(
-                    uri,
-                    [
-                        IndexEntry.from_function(
-                            uri, language, f, model.fingerprint, s.embedding, k
-                        )
-                        for f, s, k, ok in zip(functions, scores, keys, keep, strict=True)
-                        if ok
-                    ],
-                )
-            # Held until every file is indexed (a hint may point at a later file): only what
-            # the report uses, not each function's text and explanation.
-            light = _light(functions, scores)
-            per_file.append((path, language, *light, file_ignored(text), keys, doc_lines(text)))
-            progress.step(i + 1, str(path))
-            release_memory()  # one file's batches freed: return the heap pages (a few ms)
-
-        names = {p.resolve().as_uri(): p for p, *_ in per_file}
-        report_files = []
-        flagged_any = False
-        # The server's flag rule (engine/policy.py): threshold, budget, per-language gate.
-        cutoff = budget_cutoff(
-            [s.probability for row in per_file for s in row[3]], args.flag_budget
-        )
-        langs_table = language_table(model.path)
-        opted = tuple(x.strip() for x in args.languages.split(",")) if args.languages else None
-        off_said: dict[str, str] = {}
-        for path, language, functions, scores, ignored_file, keys, text_lines in per_file:
-            uri = path.resolve().as_uri()
+            progress.set_description_str(str(path)[-40:], refresh=False)
+            progress.update(1)
+        progress.refresh()  # the last state drawn, whatever the interval
+        # Paths as given, for the hints that point at them.
+        names = {uri: str(p) for uri, p in analysis.paths.items()}
+        for ff in analysis.findings():
+            if ff.defect_off and ff.language not in off_said:
+                off_said[ff.language] = ff.defect_off
+                _say(ff.defect_off)
             rows = []
-            off = language_off(langs_table, language, opted)
-            if off and language not in off_said:
-                off_said[language] = off
-                _say(off)
-            hits = [[] for _ in functions]
-            if index is not None and functions:
-                limits = thresholds(model, language, args.similarity_threshold)
-                embeddings = [s.embedding for s in scores]
-                hits = find(index, uri, language, functions, keys, embeddings,
-                            model.fingerprint, limits, args.max_similar)  # fmt: skip
-            for f, s, found in zip(functions, scores, hits, strict=True):
-                ignored = ignored_file or f.ignored
-                flagged = (
-                    not ignored and off is None and policy_flagged(s.probability, threshold, cutoff)
-                )
-                similar = []
-                for m in found if not ignored else []:
-                    where = str(names.get(m.uri, m.uri))
-                    similar.append(
-                        {
-                            "path": where,
-                            "name": m.name,
-                            "start_line": m.start_line + 1,
-                            "kind": m.kind,
-                            "score": round(m.score, 4),
-                            "message": describe(m, f"{where}:{m.start_line + 1}"),
-                        }
-                    )
-                flagged_any |= flagged
-                if args.all or flagged or similar:
-                    rows.append(
-                        {
-                            "name": f.name,
-                            "start_line": f.start_line + 1,
-                            "end_line": f.end_line + 1,
-                            # Where the name is: what the server underlines. 1-based, end
-                            # exclusive, columns in code points.
-                            "name_range": {
-                                "start_line": f.name_start_line + 1,
-                                "start_col": f.name_start_col + 1,
-                                "end_line": f.name_end_line + 1,
-                                "end_col": f.name_end_col + 1,
-                            },
-                            "defect_probability": round(s.probability, 4),
-                            # The fused score's halves, when the model has a lexical half.
-                            **(
-                                {"parts": {k: round(v, 4) for k, v in s.parts.items()}}
-                                if s.parts
-                                else {}
-                            ),
-                            "flagged": flagged,
-                            "ignored": ignored,
-                            "similar": similar,
-                            # Where to look and what it may be: flagged functions only.
-                            **(
-                                {"defect": defect_json(f, s, text_lines, not args.no_line_hints)}
-                                if flagged
-                                else {}
-                            ),
-                        }
-                    )
+            for fd in ff.findings:
+                similar = [_similar_json(m, names) for m in fd.similar]
+                flagged_any |= fd.flagged
+                if args.all or fd.flagged or similar:
+                    rows.append(_function_json(fd, similar, ff.lines, settings.line_hints))
             if rows or args.all:
-                entry = {"path": str(path), "language": language, "functions": rows}
-                if off:
-                    entry["defect_off"] = off
+                entry = {"path": str(ff.path), "language": ff.language, "functions": rows}
+                if ff.defect_off:
+                    entry["defect_off"] = ff.defect_off
                 report_files.append(entry)
     finally:
         progress.close()
-        cache.close()
-        if index is not None:
-            index.close()
-        if tmp is not None:
-            tmp.cleanup()
+        analysis.close()
 
     report = {
         "model": {
             **model.info(),
-            "threshold": threshold,
-            "similarity_threshold": sim_threshold,  # the override, else the model's fallback
+            "threshold": analysis.threshold,
+            # the override, else the model's fallback
+            "similarity_threshold": settings.cosine_threshold(model),
             "similarity_thresholds": model.similarity_thresholds,  # per language
             "flag_budget": args.flag_budget,
-            "budget_cutoff": cutoff,
+            "budget_cutoff": analysis.cutoff,
         },
         "defect_off": off_said,
         "files": report_files,
         "summary": {
-            "files": len(per_file),
+            "files": analysis.files,
             "skipped": skipped,
-            "functions": sum(len(x[2]) for x in per_file),
+            "functions": analysis.functions,
             "flagged": sum(fn["flagged"] for f in report_files for fn in f["functions"]),
         },
     }
     if args.stats:
-        c = stats.snapshot()
+        c = analysis.stats.snapshot()
         keys = ("functions_parsed", "functions_scored", "cache_hits", "model_forwards", "errors")
-        counters = {"files": len(per_file), "skipped": skipped, **{k: c[k] for k in keys}}
+        counters = {"files": analysis.files, "skipped": skipped, **{k: c[k] for k in keys}}
         _say("stats " + json.dumps(counters))
     code = 1 if (args.fail_on_findings and flagged_any) else 0
     return report, code
@@ -470,102 +371,6 @@ def to_text(report: dict) -> str:
     return "\n".join(out)
 
 
-def _artifact(path: str, root: Path) -> dict:
-    """A SARIF artifactLocation: relative to %SRCROOT% (the working directory) when the file
-    lies under it, which is what code-scanning dashboards match against the repository, else
-    an absolute file URI. Both percent-encoded."""
-    resolved = Path(path).resolve()
-    try:
-        rel = resolved.relative_to(root)
-    except ValueError:
-        return {"uri": resolved.as_uri()}
-    return {"uri": quote(rel.as_posix()), "uriBaseId": SRCROOT}
-
-
-def _md(text: str) -> str:
-    """Escape a name for a SARIF message, where `[text](id)` is an embedded link."""
-    return text.replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]")
-
-
-def to_sarif(report: dict, root: Path | None = None) -> dict:
-    from .defect_report import cwe_taxonomy, sarif_defect
-
-    root = (root or Path.cwd()).resolve()
-    base = root.as_uri()
-    base += "" if base.endswith("/") else "/"  # a base URI must end with a slash
-    rules = [
-        {
-            "id": rid,
-            "name": rid,
-            "shortDescription": {"text": short},
-            "fullDescription": {"text": full},
-            "defaultConfiguration": {"level": level},
-        }
-        for rid, (short, full, level) in RULES.items()
-    ]
-    results = []
-    for f in report["files"]:
-        artifact = _artifact(f["path"], root)
-        for fn in f["functions"]:
-            r = fn["name_range"]
-            region = {"startLine": r["start_line"], "startColumn": r["start_col"]}
-            if r["end_line"] > r["start_line"] or r["end_col"] > r["start_col"]:
-                region.update(endLine=r["end_line"], endColumn=r["end_col"])
-            loc = [{"physicalLocation": {"artifactLocation": artifact, "region": region}}]
-            if fn["flagged"]:
-                results.append(sarif_defect(fn, artifact, loc, _md))
-            if fn["similar"]:  # one result per function; each match a related location
-                sims = fn["similar"]
-                links = "; ".join(
-                    f"[{_md(s['name'])}]({i}) ({_md(s['message'])})"
-                    for i, s in enumerate(sims, start=1)
-                )
-                results.append(
-                    {
-                        "ruleId": "similar-code",
-                        "ruleIndex": 1,
-                        "level": "note",
-                        "message": {"text": f"{_md(fn['name'])} resembles {links}"},
-                        "locations": loc,
-                        "relatedLocations": [
-                            {
-                                "id": i,
-                                "physicalLocation": {
-                                    "artifactLocation": _artifact(s["path"], root),
-                                    "region": {"startLine": s["start_line"]},
-                                },
-                                "message": {"text": s["message"]},
-                            }
-                            for i, s in enumerate(sims, start=1)
-                        ],
-                        "properties": {
-                            "similarity": sims[0]["score"],
-                            "kinds": [s["kind"] for s in sims],
-                        },
-                    }
-                )
-    return {
-        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
-        "version": "2.1.0",
-        "runs": [
-            {
-                "tool": {
-                    "driver": {
-                        "name": "alpine-lsp",
-                        "version": __version__,
-                        "semanticVersion": __version__,
-                        "rules": rules,
-                    }
-                },
-                **({"taxonomies": [taxonomy]} if (taxonomy := cwe_taxonomy(results)) else {}),
-                "originalUriBaseIds": {SRCROOT: {"uri": base}},
-                "columnKind": "unicodeCodePoints",
-                "results": results,
-            }
-        ],
-    }
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _args(list(sys.argv[1:] if argv is None else argv))
     report, code = run_check(args)
@@ -574,6 +379,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.format == "json":
         text = json.dumps(report, indent=2)
     elif args.format == "sarif":
+        from .sarif import to_sarif
+
         text = json.dumps(to_sarif(report), indent=2)
     else:
         text = to_text(report)
