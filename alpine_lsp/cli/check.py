@@ -1,12 +1,13 @@
 """`alpine-lsp check`: the server's findings for files and folders, for CI.
 
-Same parsing, model, score cache and similar-code index code as the server. Folders are walked
-as the server's indexer walks a workspace (`.gitignore` honoured; binary, oversized and
-unsupported files left out); files named on the command line are checked even when ignored.
+Parsing, model, score cache, flag rule and similar-code lookup are the engine's, as in the
+server (engine/analysis.py). Folders are walked as the server's indexer walks a workspace
+(`.gitignore` honoured; binary, oversized and unsupported files left out); files named on the
+command line are checked even when ignored.
 
 Listed: flagged functions, and with --similar functions with similar-code hits (every function
 with --all). Similar code is off by default here (it is on in the server): exact copies, near
-copies and semantic neighbours among the checked files, at most 3 per function.
+copies and semantic neighbours among the checked files, at most --max-similar per function.
 Exit codes: 0 done, 1 something flagged with --fail-on-findings, 2 usage or set-up errors (bad
 flag or value, a path that does not exist, a model that cannot be loaded).
 """
