@@ -23,18 +23,11 @@ from ..index import IndexStore, Match, NotReadable, read_source_file, refusal
 from ..model.score import FunctionScore
 from ..parsing import Function, extract_functions, file_ignored, language_for
 from ..parsing.clones import CloneKeys
+from . import policy
 from .cache import ScoreCache
 from .engine import Scorer
 from .memory import release_memory
 from .models import ModelHolder
-from .policy import (
-    ScorePool,
-    file_may_flag,
-    flag_bar,
-    flags_function,
-    language_off,
-    language_table,
-)
 from .positions import lsp_lines
 from .settings import Settings
 from .similar import KeyCache, find, index_entries, thresholds
@@ -102,7 +95,7 @@ class WorkspaceAnalysis:
         self.cache = ScoreCache(cache_path)
         self.scorer = Scorer(holder, self.cache, self.stats)
         self.scorer.lines_wanted = lambda: settings.line_hints  # as the server's engine
-        self.pool = ScorePool()  # the flag budget's share is of the files added
+        self.pool = policy.ScorePool()  # the flag budget's share is of the files added
         self.clone_keys = KeyCache()
         self._tmp: tempfile.TemporaryDirectory | None = None
         self.index: IndexStore | None = None
@@ -195,15 +188,15 @@ class WorkspaceAnalysis:
 
     def findings(self) -> Iterator[FileFindings]:
         """Every added file's findings, in the order added (after the last `add`)."""
-        bar = flag_bar(self.threshold, self.cutoff)
-        table = language_table(self.model.path)
+        bar = policy.flag_bar(self.threshold, self.cutoff)
+        table = policy.language_table(self.model.path)
         for f in self._files:
-            off = language_off(table, f.language, self.settings.languages)
-            may_flag = file_may_flag(f.ignored, off)
+            off = policy.language_off(table, f.language, self.settings.languages)
+            may_flag = policy.file_may_flag(f.ignored, off)
             ignored = [f.ignored or fn.ignored for fn in f.functions]
             hits = self._similar(f, ignored)
             out = [
-                Finding(fn, s, flags_function(fn, s, bar, may_flag), ig, found)
+                Finding(fn, s, policy.flags_function(fn, s, bar, may_flag), ig, found)
                 for fn, s, ig, found in zip(f.functions, f.scores, ignored, hits, strict=True)
             ]
             yield FileFindings(f.path, f.language, f.lines, off, out)
