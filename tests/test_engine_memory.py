@@ -4,6 +4,7 @@ model's first forward happens during its load."""
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -84,3 +85,16 @@ def test_closing_shrinks_the_caches_and_trims_the_heap(
         engine.close(uri)
     _wait(lambda: bool(trims) and engine.worker.pending() == 0, timeout=10)
     assert len(engine.cache.memory) <= MARGIN and len(engine.clone_keys) <= MARGIN
+
+
+def test_allocator_tuning_bounds_onednn_shapes_and_keeps_a_users_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from alpine_lsp.engine.memory import ONEDNN_CACHE_ENTRIES, tune_allocator
+
+    monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)
+    tune_allocator()
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == str(ONEDNN_CACHE_ENTRIES)
+    monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "512")
+    tune_allocator()
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "512"
