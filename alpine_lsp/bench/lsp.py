@@ -193,6 +193,7 @@ async def run_index(args: argparse.Namespace) -> dict:
         "model": s["model"].get("name"),
         "edit_to_diagnostic_ms": {"median": statistics.median(edit_ms), "p95": pct(edit_ms, 0.95)},
         "target_p95_ms": INDEX_TARGET_MS,
+        "edit_ms": [round(v, 1) for v in edit_ms],
         # Files the indexer finished while the edits ran, and after how many edits it was still
         # running (the figure measures nothing when it had already finished).
         "during_edits": {c: after.get(c, 0) - before.get(c, 0) for c in counters},
