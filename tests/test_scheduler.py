@@ -182,3 +182,65 @@ async def test_server_scores_on_the_worker_alone(tmp_path: Path, tiny_model_dir)
         assert s["score_threads"] == ["alpine-worker"]
     finally:
         await stop(client)
+
+
+def _engine_workspace(tmp_path: Path, files: int) -> Path:
+    root = tmp_path / "ws"
+    root.mkdir()
+    for i in range(files):
+        (root / f"f{i:02d}.c").write_text(C_OTHER.replace("twice", f"twice_{i}"))
+    return root
+
+
+def test_index_progress_done_and_cancel_keep_their_behaviour(tiny_model_dir, tmp_path):
+    from alpine_lsp.engine.engine import Engine
+    from alpine_lsp.engine.settings import Settings
+
+    root = _engine_workspace(tmp_path, 6)
+    eng = Engine(Settings(model=str(tiny_model_dir)), cache_path=False)
+    seen: list[tuple[int, int, str]] = []
+    done: list[int] = []
+    finished = threading.Event()
+
+    def progress(i: int, n: int, name: str) -> None:
+        seen.append((i, n, name))
+        if i == 2:
+            eng.indexer_cancel.set()  # as $/progress cancel does
+
+    def on_done(n: int) -> None:
+        done.append(n)
+        finished.set()
+
+    try:
+        eng.start(root)
+        assert eng.holder.ready.wait(120), eng.holder.error
+        eng.index_workspace(progress, on_done)
+        assert finished.wait(60)
+        assert eng.index_state == "cancelled"
+        assert [(i, n) for i, n, _ in seen] == [(0, 6), (1, 6), (2, 6)]
+        assert eng.stats.snapshot()["files_indexed"] == 2  # the third was cancelled mid-way
+        assert done == [3]  # the files share thrice(): scored once
+        finished.clear()
+        eng.index_workspace(done=on_done)
+        assert finished.wait(60)
+        assert eng.index_state == "done"
+        assert eng.stats.snapshot()["files_indexed"] == 6
+    finally:
+        eng.stop()
+
+
+def test_stop_ends_indexing(tiny_model_dir, tmp_path):
+    from alpine_lsp.engine.engine import Engine
+    from alpine_lsp.engine.settings import Settings
+
+    root = _engine_workspace(tmp_path, 30)
+    eng = Engine(Settings(model=str(tiny_model_dir)), cache_path=False)
+    finished = threading.Event()
+    eng.start(root)
+    assert eng.holder.ready.wait(120), eng.holder.error
+    eng.index_workspace(lambda i, n, name: eng.stop() if i == 1 else None, lambda n: finished.set())
+    assert finished.wait(60)
+    assert eng.index_state == "cancelled"
+    assert eng._indexer is not None
+    eng._indexer.join(10)
+    assert not eng._indexer.is_alive()
