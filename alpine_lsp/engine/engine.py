@@ -16,9 +16,10 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from ..index import (
     BINARY_PROBE,
@@ -45,12 +46,13 @@ from .policy import (
 )
 from .positions import client_offset, lsp_lines
 from .rawtext import RawText
-from .scheduler import Debouncer
+from .scheduler import INDEX, OTHER, Scheduler, Stopped
 from .settings import Settings
 from .similar import MAX_PER_FILE, KeyCache, find, index_entries, thresholds
 from .stats import Stats
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 # A client's JSON may carry unpaired \\udXXX escapes; the tokenizer refuses such strings.
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -197,6 +199,8 @@ MAX_FUNCTIONS = 50_000
 # file, ~0.2 s at 20,000 functions: a shorter pass would spend too much of the time on that).
 ANALYSIS_BUDGET_S = 2.0
 SCORE_CHUNK = 32
+INDEX_CHUNK = 16  # functions per step of the workspace index, at most
+INDEX_STEP_S = 0.1  # model time of one index step with a debounce shorter than this
 BUDGET = "budget: "  # skip reasons that are per-document budgets get an Information diagnostic
 _NO_HINTS = ("no hints",)  # a memo's similar_key when no function got hints
 
@@ -263,6 +267,8 @@ class Scorer:
         # One caller at a time: a second caller then finds the first one's results cached
         # instead of scoring the same functions again.
         self._lock = threading.Lock()
+        # The threads that called score(): in the server, the worker alone (alpine/stats).
+        self.threads: set[str] = set()
 
     @property
     def track_lines(self) -> bool:
@@ -292,6 +298,7 @@ class Scorer:
         With `budget_s`, the model stops after about that long: the functions it did not
         reach are None (the caller scores them in a later pass)."""
         with self._lock:
+            self.threads.add(threading.current_thread().name)
             model = self.holder.model
             if model is None:
                 return None
@@ -359,7 +366,10 @@ class Engine:
         self._own_writes: dict[str, int] = {}
         self._writes_lock = threading.Lock()
         self.root: Path | None = None
-        self.worker = Debouncer(self._analyze)
+        # All model work (analyses, index steps, warm-up, re-indexing) on this one thread.
+        self.worker = Scheduler(self._analyze)
+        self.holder.run_model = self._warm_up
+        self._index_s_per_char = 0.0  # index steps' model time per padded character (average)
         self.indexer_cancel = threading.Event()
         self._indexer: threading.Thread | None = None
         self.index_state = "idle"  # idle, running, done, cancelled
@@ -382,6 +392,18 @@ class Engine:
     def load_model(self) -> None:
         unsettle_heap()  # the model being replaced may hold cycles: let them be collected
         self.holder.load_async(self.settings, self._model_done)
+
+    def _warm_up(self, fn: Callable[[], None]) -> None:
+        # A forward like any other: on the worker (INDEX: it must not wait for the index).
+        try:
+            self.worker.call(fn, INDEX)
+        except Stopped:
+            pass
+
+    def run_model(self, fn: Callable[[], T], priority: int = OTHER) -> T:
+        """`fn()` (model work from elsewhere, e.g. `learn`'s scoring) on the worker, in turn.
+        Raises scheduler.Stopped once the engine has stopped."""
+        return self.worker.call(fn, priority)
 
     def _model_done(self, holder: ModelHolder) -> None:
         if holder.state == "ready":
@@ -878,7 +900,12 @@ class Engine:
         if after is not None:
             after.own_writes = self._own_writes.get(uri, 0)
 
-    # -- workspace index (its own thread) ---------------------------------------------------
+    # -- workspace index ---------------------------------------------------------------------
+    # The walk and the file-by-file loop run on their own thread, which only sequences: it
+    # hands each file to the worker as a job (read and parse, chunks of functions, store) and
+    # waits for it. So progress and cancellation stay the plain loop they were, nothing queued
+    # goes stale on a cancel, and the model runs on the worker alone, where an edit's analysis
+    # (EDIT) always goes before the next step of indexing (INDEX).
     def index_workspace(
         self,
         progress: Callable[[int, int, str], None] | None = None,
@@ -901,7 +928,11 @@ class Engine:
 
     def _index_loop(self, cancel: threading.Event, progress, done) -> None:
         assert self.root is not None and self.index is not None
-        if not self.holder.ready.wait(timeout=600) or self.holder.model is None:
+        deadline = time.monotonic() + 600
+        while not self.holder.ready.wait(0.2):
+            if cancel.is_set() or time.monotonic() > deadline:
+                return
+        if self.holder.model is None:
             return
         self.index_state = "running"
         try:
@@ -940,7 +971,10 @@ class Engine:
             if uri in {index_uri(u) for u in self.docs}:
                 continue  # open documents are indexed by their own analysis
             try:
-                n += self.index_file(path, uri, known.get(uri))
+                n += self.worker.run(self._index_steps(path, uri, known.get(uri), cancel), INDEX)
+            except Stopped:
+                cancel.set()  # the engine stopped
+                break
             except Exception:
                 log.exception("indexing %s failed", path)
                 self.stats.add("errors")
@@ -953,7 +987,49 @@ class Engine:
             done(n)
 
     def index_file(self, path: Path, uri: str, known_hashes: set[str] | None = None) -> int:
-        """(Re)index one file from disk. Returns the number of functions embedded anew."""
+        """(Re)index one file from disk, on the worker (waits for it). Returns the number of
+        functions embedded anew."""
+        return self.worker.run(self._index_steps(path, uri, known_hashes), OTHER)
+
+    def reindex_file(self, path: Path, uri: str) -> None:
+        """Re-index a file changed on disk, then re-analyse the open documents (their hints
+        may change): queued behind edits and the workspace index; returns at once."""
+
+        def job() -> Generator[None, None, None]:
+            yield from self._index_steps(path, uri)
+            self.reanalyze_all()
+
+        self.worker.submit(job(), OTHER)
+
+    def _chunk(self, functions: list[Function], cap: int) -> int:
+        """How many of `functions` the next index step scores (1 to 16), by the model's time
+        per padded character (a batch costs its size times its longest text, truncated at
+        `cap`): the step must end before the next analysis is due, and within a debounce, so
+        that an edit arriving during it finds the worker free when its debounce ends (16
+        functions take 0.6 s on a busy 2-core machine). With a short debounce an edit waits
+        for one step of about INDEX_STEP_S at most."""
+        per_char = self._index_s_per_char
+        if per_char <= 0:
+            return 1  # the first step measures
+        debounce = max(self.settings.debounce_ms / 1000, INDEX_STEP_S)
+        budget = 0.6 * min(self.worker.time_left(), debounce) / per_char  # in padded chars
+        longest = 0
+        for k, f in enumerate(functions[:INDEX_CHUNK]):
+            longest = max(longest, min(len(f.text), cap))
+            if (k + 1) * longest > budget:
+                return max(1, k)
+        return min(INDEX_CHUNK, len(functions)) or 1
+
+    def _index_steps(
+        self,
+        path: Path,
+        uri: str,
+        known_hashes: set[str] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Generator[None, None, int]:
+        """Index one file, as worker steps: read and parse, then each chunk of functions,
+        then clone keys and the store. Returns the number of functions embedded anew (0 when
+        cancelled: the file is left as it was)."""
         assert self.index is not None
         model = self.holder.model
         if model is None:
@@ -982,11 +1058,28 @@ class Engine:
             return 0
         before = self.stats.counters["functions_scored"]
         scores: list[FunctionScore] = []
-        # Small chunks, so an edit's analysis never waits long behind background indexing.
-        for i in range(0, len(functions), 16):
-            scores += self.scorer.score(functions[i : i + 16], language) or []
+        cap = 4 * getattr(model, "max_tokens", 512)  # characters the model reads, about
+        i = 0
+        while i < len(functions):
+            yield  # an analysis that is due goes first
+            if cancel is not None and cancel.is_set():
+                return 0
+            part = functions[i : i + self._chunk(functions[i:], cap)]
+            i += len(part)
+            t0 = time.perf_counter()
+            n0 = self.stats.counters["functions_scored"]
+            scores += self.scorer.score(part, language) or []
+            fresh = self.stats.counters["functions_scored"] - n0
+            if fresh:  # a running average of the model's time per padded character
+                padded = fresh * max(min(len(f.text), cap) for f in part)
+                per_char = (time.perf_counter() - t0) / padded
+                old = self._index_s_per_char
+                self._index_s_per_char = per_char if old <= 0 else 0.8 * old + 0.2 * per_char
+                # No step starts when one short function would not end before an analysis.
+                self.worker.min_gap = self._index_s_per_char * cap / 4
         if len(scores) != len(functions):
             return 0
+        yield
         keys = self.clone_keys.many(functions, language)
         self._store(uri, language, functions, scores, keys, model.fingerprint)
         self.pool.set_file(

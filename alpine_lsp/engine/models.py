@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -57,6 +58,8 @@ class ModelHolder:
         self._generation = 0
         self._lock = threading.Lock()
         self.ready = threading.Event()
+        # Runs the warm-up forward: the engine's worker, where all model work goes.
+        self.run_model: Callable[[Callable[[], None]], None] = lambda fn: fn()
 
     def load_async(self, settings: Settings, on_done: Callable[[ModelHolder], None]) -> bool:
         """Start loading for these settings unless the same model is loaded or loading.
@@ -103,7 +106,7 @@ class ModelHolder:
                 threads=settings.threads or default_threads(),
                 max_tokens=settings.max_tokens,
             )
-            warm_up(model)
+            self.run_model(functools.partial(warm_up, model))
         except ModelLoadError as e:
             error = str(e)
         except Exception as e:  # anything else from torch/transformers: report, keep serving

@@ -29,6 +29,7 @@ from .mine import HistoryError, MineResult, Row, check_repository, mine
 
 MIN_PAIRS = 30
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
+Score = Callable[[list[str], str], list[FunctionScore]]  # (codes, language): model.score
 
 
 class LearnError(RuntimeError):
@@ -44,7 +45,9 @@ class Dataset:
     order: np.ndarray  # chronological index of each row's fix commit
 
 
-def _score_rows(model, rows: list[Row], progress: Progress | None) -> list[FunctionScore]:
+def _score_rows(
+    model, rows: list[Row], progress: Progress | None, score: Score | None = None
+) -> list[FunctionScore]:
     """Scores from the cache, the rest from the model in chunks (the cache keeps them)."""
     from ..engine.cache import ScoreCache
     from ..index.paths import cache_dir
@@ -69,7 +72,7 @@ def _score_rows(model, rows: list[Row], progress: Progress | None) -> list[Funct
                 progress("scoring", done, len(rows))
             for k in range(0, len(todo), 64):
                 chunk = todo[k : k + 64]
-                scores = model.score([rows[i].text for i, _ in chunk], lang)
+                scores = (score or model.score)([rows[i].text for i, _ in chunk], lang)
                 cache.put_many(fp, lang, {h: s for (_, h), s in zip(chunk, scores, strict=True)})
                 for (i, _), s in zip(chunk, scores, strict=True):
                     out[i] = s
@@ -81,9 +84,13 @@ def _score_rows(model, rows: list[Row], progress: Progress | None) -> list[Funct
     return [out[i] for i in range(len(rows))]
 
 
-def build_dataset(model, mined: MineResult, progress: Progress | None = None) -> Dataset:
+def build_dataset(
+    model, mined: MineResult, progress: Progress | None = None, score: Score | None = None
+) -> Dataset:
+    """`score`: how to run the model on (codes, language) (default: model.score; the server
+    runs it on its worker)."""
     rows = mined.rows
-    scores = _score_rows(model, rows, progress)
+    scores = _score_rows(model, rows, progress, score)
     x = build_features(scores, [r.text for r in rows])
     y = np.array([r.label for r in rows], np.int64)
     where: dict[str, dict[int, int]] = {}
@@ -122,14 +129,15 @@ def learn(
     until: str | None = None,
     progress: Progress | None = None,
     write: bool = True,
+    score: Score | None = None,
 ) -> dict:
     """Mine, score, fit and (with `write`) store the adapter. Returns a summary; LearnError or
-    HistoryError when there is nothing to learn from."""
+    HistoryError when there is nothing to learn from. `score`: as in build_dataset."""
     t0 = time.perf_counter()
     mined = mine(repo, since, until, progress=_stage(progress, "mining"))
     if mined.pairs < MIN_PAIRS:
         raise LearnError(_too_few(mined))
-    data = build_dataset(model, mined, progress)
+    data = build_dataset(model, mined, progress, score)
     fitted = fit_adapter(data.x, data.y, data.pairs, data.order)
     emb_dim = data.x.shape[1] - len(feature_names(0))
     times = [r.time for r in data.rows]

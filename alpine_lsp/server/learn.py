@@ -6,6 +6,7 @@ window/showMessage. The adapter is picked up by the engine as soon as it is writ
 
 from __future__ import annotations
 
+import functools
 import threading
 import uuid
 
@@ -32,8 +33,16 @@ def _run(ls: AlpineServer, token: str | None, began: dict) -> None:
             last["pct"] = pct
             ls.loop.call_soon_threadsafe(_report, ls, token, pct, f"{stage} {done}/{total}")
 
+    def score(codes: list[str], language: str) -> list:
+        # On the engine's worker, 16 at a time: an edit waits for one small batch at most.
+        out: list = []
+        for k in range(0, len(codes), 16):
+            part = functools.partial(model.score, codes[k : k + 16], language)  # type: ignore[union-attr]
+            out += ls.engine.run_model(part)
+        return out
+
     try:
-        out = learn(root, model, progress=progress)  # type: ignore[arg-type]
+        out = learn(root, model, progress=progress, score=score)  # type: ignore[arg-type]
         msg = (
             f"alpine: adapted to this repository ({out['fix_commits']} fix commits, "
             f"{out['pairs']} pairs, blend weight {out['blend_weight']:.2f})"

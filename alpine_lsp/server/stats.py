@@ -21,6 +21,8 @@ def snapshot(ls: AlpineServer) -> dict:
     }
     out["documents"] = len(engine.docs)
     out["pending"] = engine.worker.pending()
+    out["queued"] = engine.worker.queued()
+    out["score_threads"] = sorted(engine.scorer.threads)
     out["index_functions"] = engine.index.count() if engine.index else None
     out["index_state"] = engine.index_state
     watcher = engine.scorer.adapters

@@ -59,16 +59,5 @@ def register(server: AlpineServer) -> None:
                 ls.engine.forget_file(ev.uri)
                 continue
             path = to_fs_path(ev.uri)
-            if path:
-                _reindex(ls, Path(path), ev.uri)
-
-
-def _reindex(ls: AlpineServer, path: Path, uri: str) -> None:
-    def work() -> None:
-        try:
-            ls.engine.index_file(path, index_uri(uri))
-            ls.engine.reanalyze_all()  # open documents may gain or lose similar-code hints
-        except Exception:
-            log.exception("reindexing %s failed", path)
-
-    ls.thread_pool.submit(work)
+            if path:  # on the worker, behind edits; open documents' hints follow
+                ls.engine.reindex_file(Path(path), index_uri(ev.uri))
