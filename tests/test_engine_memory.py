@@ -93,8 +93,10 @@ def test_allocator_tuning_bounds_onednn_shapes_and_keeps_a_users_value(
     from alpine_lsp.engine.memory import ONEDNN_CACHE_ENTRIES, tune_allocator
 
     monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)
+    monkeypatch.delenv("MKL_DISABLE_FAST_MM", raising=False)
     tune_allocator()
     assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == str(ONEDNN_CACHE_ENTRIES)
+    assert os.environ["MKL_DISABLE_FAST_MM"] == "1"
     monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "512")
     tune_allocator()
     assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "512"
