@@ -65,6 +65,15 @@ def load_functions(n: int, max_tokens: int, model_dir: str | None) -> list[str]:
     return codes
 
 
+def function_starts(lines: list[str]) -> list[int]:
+    """The lines where functions start (a C definition's first line), to aim edits and hovers."""
+    return [
+        i
+        for i, line in enumerate(lines)
+        if line and not line[0].isspace() and "(" in line and not line.startswith(("}", "#", "/"))
+    ]
+
+
 async def run(args: argparse.Namespace) -> dict:
     codes = load_functions(args.functions, args.max_tokens, args.model)
     tmp = Path(tempfile.mkdtemp(prefix="alpine-bench-lsp-"))
@@ -83,16 +92,8 @@ async def run(args: argparse.Namespace) -> dict:
         s = await client.wait_model()
         client.open(uri, text)
         await client.wait_published(uri, 1, timeout=600)
-        # Function start lines, to aim edits and hovers.
         lines = text.split("\n")
-        starts = [
-            i
-            for i, line in enumerate(lines)
-            if line
-            and not line[0].isspace()
-            and "(" in line
-            and not line.startswith(("}", "#", "/"))
-        ]
+        starts = function_starts(lines)
         edit_ms, hover_ms = [], []
         version = 1
         for k in range(args.edits):
@@ -160,14 +161,7 @@ async def run_index(args: argparse.Namespace) -> dict:
         client.open(uri, text)  # right away: the indexer starts with the model too
         await client.wait_published(uri, 1, timeout=600)
         lines = text.split("\n")
-        starts = [
-            i
-            for i, line in enumerate(lines)
-            if line
-            and not line[0].isspace()
-            and "(" in line
-            and not line.startswith(("}", "#", "/"))
-        ]
+        starts = function_starts(lines)
         before = await client.stats()
         edit_ms, running = [], 0
         version = 1
