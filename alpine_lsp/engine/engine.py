@@ -161,6 +161,19 @@ def _splice(old: list[str], new: list[str]) -> _Splice:
     return _Splice(p, s, len(old), len(new))
 
 
+def _replace_middle(
+    by_hash: dict, sp: _Splice, old_hashes: list[str] | None, functions: list[Function], values
+) -> dict:
+    """A per-hash memo with the splice's old middle replaced by the new one (in place). It
+    holds the document's texts only, never those edits replaced: bounded by the document."""
+    if old_hashes is None or len(by_hash) > len(functions) + 16:
+        return dict(zip(map(_hash_of, functions), values, strict=True))
+    for h in sp.old_middle(old_hashes):
+        by_hash.pop(h, None)  # a copy elsewhere in the file is only looked up again
+    by_hash.update(zip(map(_hash_of, sp.middle(functions)), sp.middle(values), strict=True))
+    return by_hash
+
+
 def _moved(old: list[Function], new: list[Function]) -> list[int]:
     """Where two aligned function lists hold different objects (moved, or ignored anew)."""
     same = list(map(operator.is_, old, new))
@@ -628,12 +641,9 @@ class Engine:
         before = memo if memo is not None and memo.fingerprint == fp else None
         if scores is not None and fp is not None:
             if sp is not None and before is not None:
-                by_hash = before.scores  # last time's, with the new functions' added
-                by_hash.update(
-                    zip(map(_hash_of, sp.middle(functions)), sp.middle(scores), strict=True)
-                )
-                if len(by_hash) > 2 * len(functions) + CACHE_MARGIN:  # edits leave old texts
-                    by_hash = dict(zip(map(_hash_of, functions), scores, strict=True))
+                # Last time's, less the texts the edit replaced (the score cache keeps those:
+                # held here, 50 small documents kept ~70 MB of old scores over a soak).
+                by_hash = _replace_middle(before.scores, sp, before.hashes, functions, scores)
             else:
                 by_hash = dict(zip(map(_hash_of, functions), scores, strict=True))
             after = state.memo = _Memo(fp, by_hash)
@@ -857,9 +867,9 @@ class Engine:
             done = [m if m is not None else [] for m in out]
             if after is not None:
                 after.similar_key, after.others_gen, after.hints = key, others, done
-                if valid and spliced and len(held) <= 2 * len(functions) + CACHE_MARGIN:
-                    new = [*todo, *again]
-                    held.update((functions[i].hash, done[i]) for i in new)
+                if valid and spliced:
+                    held = _replace_middle(held, sp, before.hashes, functions, done)  # type: ignore[union-attr]
+                    held.update((functions[i].hash, done[i]) for i in [*todo, *again])
                     after.similar = held
                 else:
                     after.similar = dict(zip(map(_hash_of, functions), done, strict=True))
