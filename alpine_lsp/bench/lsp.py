@@ -74,6 +74,19 @@ def function_starts(lines: list[str]) -> list[int]:
     ]
 
 
+def comment_edit(
+    client: BenchClient, uri: str, lines: list[str], starts: list[int], k: int
+) -> float:
+    """Send edit k (document version k + 2): a comment at the end of a function's first line,
+    inside the definition, so that function's text alone changes. Returns when it was sent."""
+    line = starts[k % len(starts)]
+    note = f"/*{k}*/"
+    t0 = time.perf_counter()
+    client.change(uri, k + 2, line, len(lines[line]), note)
+    lines[line] += note
+    return t0
+
+
 async def run(args: argparse.Namespace) -> dict:
     codes = load_functions(args.functions, args.max_tokens, args.model)
     tmp = Path(tempfile.mkdtemp(prefix="alpine-bench-lsp-"))
@@ -95,16 +108,9 @@ async def run(args: argparse.Namespace) -> dict:
         lines = text.split("\n")
         starts = function_starts(lines)
         edit_ms, hover_ms = [], []
-        version = 1
         for k in range(args.edits):
-            line = starts[k % len(starts)]
-            version += 1
-            t0 = time.perf_counter()
-            # A comment at the end of the function's first line (inside the definition):
-            # changes that function's text only.
-            note = f"/*{k}*/"
-            client.change(uri, version, line, len(lines[line]), note)
-            lines[line] += note
+            version = k + 2
+            t0 = comment_edit(client, uri, lines, starts, k)
             if k % 2 == 1:  # a hover while the worker is debouncing or scoring
                 h0 = time.perf_counter()
                 await client.hover(uri, starts[(k + 1) % len(starts)], 0)
@@ -164,14 +170,9 @@ async def run_index(args: argparse.Namespace) -> dict:
         starts = function_starts(lines)
         before = await client.stats()
         edit_ms, running = [], 0
-        version = 1
         for k in range(args.edits):
-            line = starts[k % len(starts)]
-            version += 1
-            t0 = time.perf_counter()
-            note = f"/*{k}*/"
-            client.change(uri, version, line, len(lines[line]), note)
-            lines[line] += note
+            version = k + 2
+            t0 = comment_edit(client, uri, lines, starts, k)
             t1 = await client.wait_published(uri, version)
             edit_ms.append((t1 - t0) * 1000 - args.debounce_ms)
             running += (await client.stats())["index_state"] == "running"
