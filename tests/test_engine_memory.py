@@ -5,6 +5,7 @@ model's first forward happens during its load."""
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -100,3 +101,54 @@ def test_allocator_tuning_bounds_onednn_shapes_and_keeps_a_users_value(
     monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "512")
     tune_allocator()
     assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "512"
+
+
+ARENA_SCRIPT = r"""
+import ctypes, os, sys, tempfile, threading
+from alpine_lsp.engine.memory import tune_allocator
+if sys.argv[1] == "tuned":
+    tune_allocator()
+libc = ctypes.CDLL("libc.so.6")
+hold = []
+alive = threading.Barrier(6)
+def grab():
+    alive.wait()  # all alive at once: an exited thread's arena would be handed on
+    hold.append([bytearray(20000) for _ in range(50)])  # malloc from this thread's arena
+    alive.wait()
+threads = [threading.Thread(target=grab) for _ in range(6)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+libc.fopen.restype = ctypes.c_void_p
+libc.fopen.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
+libc.fclose.argtypes = [ctypes.c_void_p]
+path = os.path.join(tempfile.mkdtemp(), "m.xml")
+fp = libc.fopen(path.encode(), b"w")
+libc.malloc_info(0, fp)
+libc.fclose(fp)
+print(open(path).read().count("<heap nr="))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's arenas only")
+def test_allocator_tuning_bounds_the_heap_arenas_of_later_threads(tmp_path: Path) -> None:
+    import subprocess
+
+    from alpine_lsp.engine.memory import ARENAS
+
+    def arenas(mode: str, **env: str) -> int:
+        base = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+        out = subprocess.run(
+            [sys.executable, "-c", ARENA_SCRIPT, mode],
+            env={**base, **env},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return int(out.stdout.strip())
+
+    assert arenas("plain") > ARENAS  # glibc's default: a new arena per allocating thread
+    assert arenas("tuned") <= ARENAS
+    assert arenas("tuned", MALLOC_ARENA_MAX="4") > ARENAS  # the user's own value wins
