@@ -289,6 +289,12 @@ def test_build_hint_never_points_past_the_document():
     short = build_hint(f, score, doc[:2])
     assert [r.line for r in short.lines] == [1]
     assert build_hint(f, score, doc, line_hints=False).top is None
+    # A diagnostic describes only what it shows: the top line and the related ones.
+    one = build_hint(f, score, doc, shown=1)
+    assert [r.line for r in one.lines] == [2] and one.top.words == "call to g" and not one.related
+    # Long (minified) lines are described as short ones, only not kept.
+    wide = "x" * 400
+    assert describe_line(f"{wide} = memcpy(a, b);") == describe_line("x = memcpy(a, b);")
 
 
 def test_line_hints_off_skips_the_ranking_and_keys_the_cache_apart(tiny_model_dir, tmp_path):

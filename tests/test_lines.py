@@ -263,3 +263,13 @@ def test_collapse_map_any_whitespace(code):
     assert all(
         code[i] == ch or (ch == " " and code[i].isspace()) for ch, i in zip(text, src, strict=True)
     )
+
+
+def test_whitespace_mask_agrees_with_str_isspace_on_every_code_point() -> None:
+    from alpine_lsp.model.lines import _spaces
+
+    points = [*range(0xD800), *range(0xE000, 0x110000)]  # all but lone surrogates
+    text = "".join(map(chr, points))
+    mask = _spaces(text)
+    wrong = [hex(p) for p, m in zip(points, mask, strict=True) if bool(m) != chr(p).isspace()]
+    assert not wrong

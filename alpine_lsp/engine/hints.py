@@ -8,6 +8,7 @@ from the tokenizer's sub-word pieces.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -114,6 +115,7 @@ _KEYWORDS = _NOT_CALLS | {
     "string",
 }
 MAX_RELATED = 2
+SHOWN_LINES = 5  # lines a hover or `check` lists; a diagnostic needs 1 + MAX_RELATED
 # Below this the CWE head's best guess stays in the hover and JSON, out of the message.
 CWE_MIN = 0.25
 
@@ -154,9 +156,13 @@ class DefectHint:
 
 def parameters(function_text: str) -> list[str]:
     """Parameter names from a function's header (the text before its body), best effort."""
+    return list(_parameters(function_text))
+
+
+def _parameters(function_text: str) -> tuple[str, ...]:
     head = re.split(r"[{]|:\s*(?:\n|$)|=>", function_text, maxsplit=1)[0]
     if "(" not in head:
-        return []
+        return ()
     inner = head[head.index("(") + 1 : head.rindex(")") if ")" in head else len(head)]
     names = []
     for part in inner.split(","):
@@ -165,15 +171,34 @@ def parameters(function_text: str) -> list[str]:
         ids = [w for w in _IDENT.findall(part.split(":", 1)[0]) if w not in _KEYWORDS]
         if ids:
             names.append(ids[-1])
-    return names
+    return tuple(names)
 
 
 def describe_line(text: str, params: list[str] | None = None, own: str = "") -> str:
     """A few words for what a source line does: 'memcpy with len from the caller', 'call to
     strcpy', 'write to buf[...]', 'condition on len'. Empty for a line without identifiers."""
+    return _describe_line(text, tuple(params or ()), own)
+
+
+CACHED_LINE = 300  # longer lines (minified code) are described anew, not kept
+
+
+def _describe_line(text: str, params: tuple[str, ...], own: str) -> str:
+    if len(text) <= CACHED_LINE:
+        return _describe_short(text, params, own)
+    return _describe(text, params, own)
+
+
+# Every publish rebuilds the hints of all flagged functions, though an edit changes one: the
+# words of unchanged lines come from here (keyed by the text itself, so never stale).
+@functools.lru_cache(maxsize=4096)
+def _describe_short(text: str, params: tuple[str, ...], own: str) -> str:
+    return _describe(text, params, own)
+
+
+def _describe(text: str, params: tuple[str, ...], own: str) -> str:
     code = _STRING.sub('""', text)
     code = re.split(r"//|#(?!include)|/\*", code, maxsplit=1)[0]
-    params = params or []
     if own and "{" in code and own in code.split("{", 1)[0]:
         code = code.split("{", 1)[1]  # a one-line function: say what its body does
     calls = []
@@ -218,9 +243,11 @@ def build_hint(
     score: FunctionScore,
     doc_lines: list[str] | None = None,
     line_hints: bool = True,
+    shown: int = SHOWN_LINES,
 ) -> DefectHint:
     """The hint for one scored function; `doc_lines` are the document's LSP lines (for columns
-    and clamping); without them the function's own text stands in."""
+    and clamping); without them the function's own text stands in. At most `shown` lines are
+    described (the ranking carries up to MAX_LINES)."""
     hint = DefectHint(probability=score.probability, cwes=list(score.cwe))
     if score.cwe:
         best, p = score.cwe[0]
@@ -229,8 +256,10 @@ def build_hint(
     if not line_hints or not score.lines:
         return hint
     own = lsp_lines(function.text)
-    params = parameters(function.text)
+    params = _parameters(function.text)
     for ln, share in score.lines:
+        if len(hint.lines) >= shown:
+            break
         if not 1 <= ln <= len(own):
             continue
         doc_line = function.start_line + ln - 1
@@ -246,7 +275,7 @@ def build_hint(
         end = len(text.rstrip())
         if end <= start:
             continue
-        words = describe_line(text[start:end], params, function.name)
+        words = _describe_line(text[start:end], params, function.name)
         hint.lines.append(LineRef(doc_line, start, end, share, words))
     if hint.lines:
         hint.top = hint.lines[0]

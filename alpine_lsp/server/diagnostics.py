@@ -9,7 +9,7 @@ from lsprotocol import types
 from pygls.uris import to_fs_path
 
 from ..engine.engine import BUDGET, DocumentResult, FunctionResult
-from ..engine.hints import DefectHint, LineRef, build_hint
+from ..engine.hints import MAX_RELATED, DefectHint, LineRef, build_hint
 from ..engine.positions import to_client
 from ..engine.similar import describe, summary
 from .app import AlpineServer
@@ -133,7 +133,9 @@ def defect_diagnostic(
     """defect-risk on the top-ranked line (trimmed), naming the weakness and the line in words;
     the next ranked lines as related information. On the name when line hints are off."""
     assert fr.score is not None
-    hint: DefectHint = build_hint(fr.function, fr.score, lines, ls.settings.line_hints)
+    hint: DefectHint = build_hint(
+        fr.function, fr.score, lines, ls.settings.line_hints, shown=1 + MAX_RELATED
+    )
     related = None
     if ls.related_info and hint.related:
         related = [
