@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import statistics
 import tempfile
 import time
@@ -120,6 +121,7 @@ async def run(args: argparse.Namespace) -> dict:
         stats = await client.stats()
     finally:
         code = await client.stop()
+        shutil.rmtree(tmp, ignore_errors=True)  # its caches: tens of MB a run
     return {
         "functions": len(codes),
         "edits": args.edits,
@@ -179,6 +181,7 @@ async def run_index(args: argparse.Namespace) -> dict:
         after = await client.stats()
     finally:
         code = await client.stop()
+        shutil.rmtree(tmp, ignore_errors=True)  # its caches: tens of MB a run
     counters = ("files_indexed", "functions_scored")
     return {
         "workspace_functions": len(rest),
@@ -264,6 +267,7 @@ async def run_big(args: argparse.Namespace) -> list[dict]:
             )
     finally:
         await client.stop()
+        shutil.rmtree(tmp, ignore_errors=True)  # its caches: tens of MB a run
     return rows
 
 

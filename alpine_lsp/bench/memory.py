@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -207,7 +208,10 @@ def run(args: argparse.Namespace) -> dict:
     _note("server_indexed", result)
     tree = Path(args.check_tree) if args.check_tree else ws
     print(f"bench memory: check {tree}…", file=sys.stderr, flush=True)
-    result["check"] = {"tree": str(tree), **check_peak(tree, args.model)}
+    try:
+        result["check"] = {"tree": str(tree), **check_peak(tree, args.model)}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # the generated workspace and two caches
     return result
 
 

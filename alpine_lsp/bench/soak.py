@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import json
 import random
+import shutil
 import statistics
 import tempfile
 import time
@@ -183,6 +184,7 @@ async def run(args: argparse.Namespace) -> dict:
         stats = await client.stats()
     finally:
         await client.stop()
+        shutil.rmtree(tmp, ignore_errors=True)  # its caches: tens of MB a run
 
     warm_s = min(60.0, args.minutes * 60 / 2)
     at_warm = next((mb for t, mb in samples if t >= warm_s), samples[-1][1])
