@@ -461,3 +461,32 @@ def test_update_file_rewrites_only_what_changed_and_equals_replace(tmp_path: Pat
     finally:
         a.close()
         b.close()
+
+
+def test_edits_keep_the_matrix_and_the_written_set_bounded(store: IndexStore) -> None:
+    """Each edit replaces one function's row: its old column is a tombstone that compaction
+    reclaims, so thousands of edits leave the matrix near the file's size, and search still
+    sees exactly the current functions."""
+    rng = np.random.default_rng(3)
+    uri = "file:///edited.c"
+    base = [rng.standard_normal(8) for _ in range(10)]
+    store.update_file(uri, [entry(uri, f"f{i}", i * 5, v, h=f"h{i}") for i, v in enumerate(base)])
+    store.query(unit(base[0]), 1, FP)  # build the matrix: edits now update it in place
+    vecs = list(base)
+    for k in range(3000):
+        i = k % 10
+        vecs[i] = rng.standard_normal(8)
+        store.update_file(
+            uri,
+            [
+                entry(uri, f"f{j}", j * 5, v, h=f"h{j}" if j != i else f"h{j}-{k}")
+                for j, v in enumerate(vecs)
+            ],
+        )
+    m = store._matrix
+    assert m is not None
+    assert len(m.rows) - m.dead == 10 and len(m.rows) <= 10 + 1025
+    assert len(store._stored[uri]) <= 20  # not one entry per edit
+    for i in range(10):
+        (hit,) = store.query(unit(vecs[i]), 1, FP)
+        assert (hit.name, hit.start_line) == (f"f{i}", i * 5)

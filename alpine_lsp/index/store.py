@@ -291,6 +291,9 @@ class _Matrix:
         for i in idx:
             self.rows[i] = None
         self.dead += len(idx)
+        self._maybe_compact()
+
+    def _maybe_compact(self) -> None:
         live = len(self.rows) - self.dead
         if self.dead > 1024 and self.dead * 4 > live:  # dead columns still cost matmul time
             self._compact()
@@ -318,6 +321,9 @@ class _Matrix:
                 self.rows[i] = None
                 self.dead += 1
                 del idx[k]
+                # An edit tombstones one column and appends one: without this the matrix grew
+                # by a column per keystroke (bench soak: about 2 MB a minute) and never shrank.
+                self._maybe_compact()
                 return
 
     def _compact(self) -> None:
@@ -618,6 +624,9 @@ class IndexStore:
                     [rows[i] for i in added],
                 )
             known.update((entries[i].fingerprint, entries[i].hash) for i in added)
+            # Only a shortcut past re-writing a vector: dropping one costs an UPSERT at most,
+            # and keeping every hash an edit ever made grew it per keystroke.
+            known.difference_update((r[12], r[11]) for r in removed)
             self._rows_of[uri] = new
             m = self._matrix
             if m is not None:
