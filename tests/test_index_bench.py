@@ -29,6 +29,8 @@ def test_bench_index_json(
     out = json.loads(capsys.readouterr().out)
     assert out["build_functions"] == 4 and out["build_files"] == 2
     assert out["build_functions_per_s"] > 0
+    assert 0 < out["build_clone_keys_ms_per_function"] < out["build_s"] * 1000 / 4
+    assert out["build_embed_ms_per_function"] > 0
     assert out["warm_restart_embedded"] == 0 and out["warm_restart_functions"] == 4
     assert set(out["query_ms"]) == {"300", "1200"}
     assert out["query_ms"]["1200"]["n"] == 5 and out["query_ms"]["1200"]["p95"] >= 0
@@ -43,3 +45,4 @@ def test_bench_index_table(tmp_path: Path, tiny_model_dir: Path, capsys) -> None
     assert bench_index.main(argv) == 0
     text = capsys.readouterr().out
     assert "functions/s" in text and "0 of 1 functions re-embedded" in text
+    assert "per function: embedding" in text and "ms, clone keys" in text

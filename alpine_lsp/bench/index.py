@@ -4,6 +4,7 @@
     SQLite writes
     (model loading and one warm-up forward pass are not counted); repeated on a fresh database
     until it has run for a couple of seconds, so a small folder still gives a stable figure;
+    with the milliseconds per function that went to embedding and to the clone keys;
 (b) query: median and p95 latency of `IndexStore.query` (k=10, self excluded) with 1k, 10k
     and 100k random unit vectors of the model's size stored in a temporary database; the
     one-off load of the in-memory matrix by the first query is reported apart; "all tiers"
@@ -67,15 +68,21 @@ def torch_threads() -> int | None:
 
 
 def index_files(
-    store: IndexStore, model, files: Sequence[Path], deadline: float = float("inf")
+    store: IndexStore,
+    model,
+    files: Sequence[Path],
+    deadline: float = float("inf"),
+    spent: dict[str, float] | None = None,
 ) -> tuple[int, int, int]:
     """Index files as the server does, reusing stored embeddings.
 
-    Returns (files done, functions indexed, functions embedded); stops at `deadline`.
+    Returns (files done, functions indexed, functions embedded); stops at `deadline`. Adds the
+    seconds spent embedding and building clone keys to `spent` ("embed", "clone_keys").
     """
     from ..engine.similar import KeyCache, capped
     from ..parsing import extract_functions, language_for
 
+    spent = {} if spent is None else spent
     fingerprint = model.fingerprint
     key_cache = KeyCache()
     done = total = embedded = 0
@@ -93,11 +100,16 @@ def index_files(
         functions = extract_functions(text, language)
         vectors = store.cached_embeddings(fingerprint, [f.hash for f in functions])
         todo = {f.hash: f.text for f in functions if f.hash not in vectors}  # dedupe by hash
+        t0 = time.perf_counter()
         if todo:
             vectors.update(zip(todo, model.embed(list(todo.values()), language), strict=True))
             embedded += len(todo)
+        t1 = time.perf_counter()
         uri = path.resolve().as_uri()
         keys = key_cache.many(functions, language)
+        t2 = time.perf_counter()
+        spent["embed"] = spent.get("embed", 0.0) + t1 - t0
+        spent["clone_keys"] = spent.get("clone_keys", 0.0) + t2 - t1
         store.replace_file(
             uri,
             [
@@ -117,12 +129,13 @@ def bench_build(model, files: list[Path], tmp: Path) -> dict:
     truncated = False
     db = tmp / "build.sqlite"
     done = 0
+    parts: dict[str, float] = {}
     while rounds < BUILD_MAX_ROUNDS and (rounds == 0 or spent < BUILD_MIN_S):
         for suffix in ("", "-wal", "-shm"):
             Path(f"{db}{suffix}").unlink(missing_ok=True)
         t0 = time.perf_counter()
         with IndexStore(db) as store:
-            done, n, _ = index_files(store, model, files, deadline=t0 + BUILD_BUDGET_S)
+            done, n, _ = index_files(store, model, files, t0 + BUILD_BUDGET_S, parts)
         spent += time.perf_counter() - t0
         functions += n
         rounds += 1
@@ -138,6 +151,12 @@ def bench_build(model, files: list[Path], tmp: Path) -> dict:
         "build_truncated": truncated,
         "build_s": spent,
         "build_functions_per_s": functions / spent if functions and spent else None,
+        **{
+            f"build_{k}_ms_per_function": 1000 * parts.get(k, 0.0) / functions
+            if functions
+            else None
+            for k in ("embed", "clone_keys")
+        },
     }
 
 
@@ -300,6 +319,14 @@ def render(r: dict) -> str:
         f"{r['build_rounds']} round(s): "
         + (f"{rate:,.1f} functions/s" if rate else "no functions found")
         + (" (stopped at the time budget)" if r["build_truncated"] else ""),
+        *(
+            [
+                f"              per function: embedding {r['build_embed_ms_per_function']:.2f} ms, "
+                f"clone keys {r['build_clone_keys_ms_per_function']:.3f} ms"
+            ]
+            if rate
+            else []
+        ),
         f"warm restart  {r['warm_restart_s']:.3f} s, {r['warm_restart_embedded']} of "
         f"{r['warm_restart_functions']} functions re-embedded",
         "",

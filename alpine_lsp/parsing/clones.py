@@ -71,61 +71,114 @@ def _is_literal(node_type: str) -> bool:
     return node_type in _LITERAL_TYPES or node_type.endswith("_literal")
 
 
-def tokens(text: str, language: str) -> list[tuple[str, str]]:
-    """(text, normalised) per token of one function, comments dropped.
+# What a node is to the keys, decided once per node kind (see `_kinds`).
+_SKIP, _LITERAL, _IDENT, _BLOCK, _OTHER = range(5)
+_KINDS: dict[str, dict[int, int]] = {}  # language -> kind_id -> one of the above
 
-    Parses the function's text on its own; a Java or JS method is wrapped in a class first
-    so that the grammar sees a method and not an error.
+
+def _category(node_type: str, named: bool, python: bool) -> int:
+    if "comment" in node_type:
+        return _SKIP  # the comment and all it holds
+    if named and _is_literal(node_type):
+        return _LITERAL  # one `$L` token, its parts not walked
+    if named and "identifier" in node_type and node_type not in _KEEP_IDENTIFIERS:
+        return _IDENT  # `$I` when it is a leaf
+    if python and node_type == "block":
+        return _BLOCK  # synthetic `{` `}` around it when it has children
+    return _OTHER
+
+
+def _kinds(language: str) -> dict[int, int]:
+    """Category by node kind id, filled as kinds are met. A node's type and whether it is named
+    are properties of its kind (its symbol, aliases included), so one lookup per node replaces
+    the string tests per node that the walk cost most of its time in."""
+    table = _KINDS.get(language)
+    if table is None:
+        table = _KINDS.setdefault(language, {})
+    return table
+
+
+def token_streams(text: str, language: str) -> tuple[list[str], list[str]]:
+    """The type-1 and the type-2 sequence of one function (comments dropped): token texts, and
+    the same with identifiers as `$I` and literals as `$L`; Python blocks get `{` `}`.
+
+    Parses the function's text on its own, so the keys are a function of the text alone (the
+    caches and the index key them by its hash); a Java or JS method is wrapped in a class
+    first so that the grammar sees a method and not an error.
     """
     prefix, suffix = "", ""
     if language in _WRAP and not (language != "java" and text.lstrip().startswith(_JS_PLAIN)):
         prefix, suffix = _WRAP[language]
-    data = (prefix + text + suffix).encode("utf-8", "surrogatepass")
-    lo, hi = len(prefix.encode()), len(data) - len(suffix.encode())
+    full = prefix + text + suffix
+    data = full.encode("utf-8", "surrogatepass")
+    # ASCII: byte offsets are code-point offsets, and slicing the str saves a decode per token.
+    src = full if len(data) == len(full) else None
+    lo, hi = len(prefix), len(data) - len(suffix)  # the wrapper is ASCII
     tree = get_parser(language).parse(data)
-    out: list[tuple[str, str]] = []
     python = language == "python"
+    kinds = _kinds(language)
+    # Wrapped: nodes wholly in the wrapper are left out; below a node strictly inside the
+    # function (depth `inside`) every node is inside, so only the nodes above need the test.
+    wrapped = bool(prefix)
+    inside = -1
+    t1: list[str] = []
+    t2: list[str] = []
     cursor = tree.walk()
+    first, following, up = cursor.goto_first_child, cursor.goto_next_sibling, cursor.goto_parent
     leaving: list[int] = []  # depth of open python blocks
     depth = 0
     while True:
         node = cursor.node
         assert node is not None
-        t = node.type
-        descend = True
-        if node.end_byte <= lo or node.start_byte >= hi:
-            descend = node.start_byte < lo and node.end_byte > lo  # the wrapper itself
-        elif "comment" in t:
-            descend = False
-        elif node.is_named and _is_literal(t):
-            out.append((data[node.start_byte : node.end_byte].decode("utf-8", "replace"), "$L"))
-            descend = False
-        elif node.child_count == 0:
-            s = data[node.start_byte : node.end_byte].decode("utf-8", "replace").strip()
-            if s:
-                ident = node.is_named and "identifier" in t and t not in _KEEP_IDENTIFIERS
-                out.append((s, "$I" if ident else s))
-        elif python and t == "block":
-            out.append(("{", "{"))
-            leaving.append(depth)
-        if descend and cursor.goto_first_child():
+        cat = kinds.get(node.kind_id)
+        if cat is None:
+            cat = kinds[node.kind_id] = _category(node.type, node.is_named, python)
+        test = wrapped and inside < 0
+        if test and (node.end_byte <= lo or node.start_byte >= hi):
+            pass  # the wrapper's own tokens
+        elif cat == _SKIP:
+            pass
+        elif cat == _LITERAL:
+            s, e = node.start_byte, node.end_byte
+            t1.append(src[s:e] if src is not None else data[s:e].decode("utf-8", "replace"))
+            t2.append("$L")
+        elif first():  # an inner node: walk its children
+            if test and node.start_byte > lo and node.end_byte < hi:
+                inside = depth
+            if cat == _BLOCK:
+                t1.append("{")
+                t2.append("{")
+                leaving.append(depth)
             depth += 1
             continue
-        while not cursor.goto_next_sibling():
-            if not cursor.goto_parent():
-                return out
+        else:  # a leaf
+            s, e = node.start_byte, node.end_byte
+            w = (src[s:e] if src is not None else data[s:e].decode("utf-8", "replace")).strip()
+            if w:
+                t1.append(w)
+                t2.append("$I" if cat == _IDENT else w)
+        while not following():
+            if not up():
+                return t1, t2
             depth -= 1
+            if depth <= inside:
+                inside = -1  # back on that node: its siblings need the test again
             if leaving and leaving[-1] == depth:
                 leaving.pop()
-                out.append(("}", "}"))
+                t1.append("}")
+                t2.append("}")
+
+
+def tokens(text: str, language: str) -> list[tuple[str, str]]:
+    """(text, normalised) per token of one function, comments dropped (`token_streams`)."""
+    t1, t2 = token_streams(text, language)
+    return list(zip(t1, t2, strict=True))
 
 
 def _digest(parts: list[str]) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    for p in parts:
-        h.update(p.encode("utf-8", "surrogatepass"))
-        h.update(b"\x00")
-    return h.hexdigest()
+    """blake2b-128 of the parts, each followed by a NUL byte (one update: the same bytes)."""
+    data = "\x00".join(parts) + "\x00" if parts else ""
+    return hashlib.blake2b(data.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
 @functools.lru_cache(maxsize=65536)
@@ -145,26 +198,36 @@ _A, _B = _params()
 _EMPTY = np.full(NUM_PERM, 0xFFFFFFFF, dtype=np.uint32)
 
 
+_MUL = np.uint64(0x100000001B3)
+
+
 def shingle_hashes(seq: list[str], k: int = SHINGLE) -> np.ndarray:
-    """Distinct 64-bit hashes of the k-grams of `seq` (uint64)."""
+    """Distinct 64-bit hashes of the k-grams of `seq` (uint64, sorted). Integer arrays wrap
+    around on overflow without a warning, so the in-place steps need no errstate."""
     if len(seq) < k:
         return np.zeros(0, dtype=np.uint64)
-    ids = np.array([_token_id(t) for t in seq], dtype=np.uint64)
+    ids = np.fromiter(map(_token_id, seq), dtype=np.uint64, count=len(seq))
     n = len(ids) - k + 1
-    h = np.zeros(n, dtype=np.uint64)
-    mul = np.uint64(0x100000001B3)
-    with np.errstate(over="ignore"):
-        for j in range(k):
-            h = h * mul + ids[j : j + n]
-    return np.unique(h)
+    h = ids[:n].copy()
+    for j in range(1, k):
+        h *= _MUL
+        h += ids[j : j + n]
+    h.sort()
+    keep = np.empty(n, dtype=bool)
+    keep[0] = True
+    np.not_equal(h[1:], h[:-1], out=keep[1:])
+    return h[keep]
+
+
+_B_COLUMN = _B[:, None]
 
 
 def minhash(shingles: np.ndarray) -> np.ndarray:
     """(NUM_PERM,) uint32: per hash function, the least value over the k-grams."""
     if shingles.size == 0:
         return _EMPTY.copy()
-    with np.errstate(over="ignore"):
-        v = shingles[None, :] * _A[:, None] + _B[:, None]  # multiply-shift hashing
+    v = np.multiply.outer(_A, shingles)  # multiply-shift hashing, (NUM_PERM, n)
+    v += _B_COLUMN
     return (v.min(axis=1) >> np.uint64(32)).astype(np.uint32)
 
 
@@ -191,10 +254,10 @@ def shingle_sequence(toks: list[tuple[str, str]]) -> list[str]:
 
 def clone_keys(text: str, language: str) -> CloneKeys:
     """All keys of one function (language as in `parsing.languages`)."""
-    toks = tokens(text, language)
+    t1, t2 = token_streams(text, language)
     return CloneKeys(
-        n_tokens=len(toks),
-        type1=_digest([t for t, _ in toks]),
-        type2=_digest([n for _, n in toks]),
-        signature=minhash(shingle_hashes(shingle_sequence(toks))),
+        n_tokens=len(t1),
+        type1=_digest(t1),
+        type2=_digest(t2),
+        signature=minhash(shingle_hashes(t2)),  # shingle_sequence: the type-2 sequence
     )
