@@ -294,8 +294,11 @@ class _Matrix:
         self._maybe_compact()
 
     def _maybe_compact(self) -> None:
+        # Dead columns still cost matmul time and memory; a compaction copies the live ones, so
+        # it waits for a quarter of them to be dead (at least 256: the load's headroom of 1,024
+        # then absorbs a small workspace's edits without the matrix ever growing).
         live = len(self.rows) - self.dead
-        if self.dead > 1024 and self.dead * 4 > live:  # dead columns still cost matmul time
+        if self.dead > 256 and self.dead * 4 > live:
             self._compact()
 
     def add(self, rows: list[tuple], entries: list, units, which) -> None:
