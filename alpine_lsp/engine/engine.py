@@ -196,6 +196,36 @@ class DocumentState:
     memo: _Memo | None = None  # the worker's own: read and written by analysis only
 
 
+@dataclass(frozen=True, slots=True)
+class ModelState:
+    """The model holder as features see it: state is idle, loading, ready or failed."""
+
+    state: str
+    error: str | None = None
+    load_seconds: float | None = None
+    name: str | None = None  # of the loaded model (None unless ready)
+    device: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentSnapshot:
+    """An open document as the server's features read it (`Engine.snapshot`): taken at once,
+    never changed. `result` is the latest published analysis, computed from its own text
+    (`result.text`, `result.lines`), which may be older than `version`."""
+
+    uri: str
+    version: int | None  # the document's current version
+    language: str | None
+    analysed: bool  # parsed (False: skipped by a budget or an unknown language)
+    result: DocumentResult | None
+    model: ModelState
+
+    @property
+    def lines(self) -> list[str]:
+        """The result's lines (what its positions count in); empty without a result."""
+        return self.result.lines if self.result is not None else []
+
+
 CLOSE_TRIM_S = 0.5  # after a close, the worker trims the heap (closing many: after the last)
 # Entries the in-memory caches keep beyond the open documents' functions. Every edit adds the
 # text of a new version to both; what it replaced is dead weight, so a fixed 2,000 scores
@@ -1122,6 +1152,84 @@ class Engine:
             self._index_wrote(index_uri(uri))
             self.index.remove_file(index_uri(uri))
             self.reanalyze_all()  # hints that pointed at the file go
+
+    # -- read API for the server's features (they touch nothing else of the engine) ----------
+    def snapshot(self, uri: str) -> DocumentSnapshot | None:
+        """The open document `uri` as it is now, or None when it is not open."""
+        state = self.docs.get(uri)
+        if state is None:
+            return None
+        return DocumentSnapshot(
+            uri,
+            state.version,
+            state.language,
+            state.parsed is not None,
+            state.result,
+            self.model_state(),
+        )
+
+    def is_open(self, uri: str) -> bool:
+        return uri in self.docs
+
+    def document_text(self, uri: str) -> tuple[int | None, str] | None:
+        """(version, current text) of an open document, read under its lock; None if closed.
+        Joins a skipped document's rope: for tests and tools, not for every request."""
+        state = self.docs.get(uri)
+        if state is None:
+            return None
+        with state.lock:
+            text = state.parsed.text if state.parsed is not None else str(state.raw or "")
+            return state.version, text
+
+    def model_state(self) -> ModelState:
+        holder = self.holder
+        model = holder.model
+        return ModelState(
+            holder.state,
+            holder.error,
+            holder.load_seconds,
+            model.name if model is not None else None,
+            str(model.device) if model is not None else None,
+        )
+
+    def loaded_model(self):
+        """The loaded model (None unless ready), for work that scores through `run_model`."""
+        return self.holder.model
+
+    def cancel_indexing(self) -> None:
+        """Stop the workspace index walk (what it stored stays)."""
+        self.indexer_cancel.set()
+
+    def forget_adapter(self) -> None:
+        """Look for the repository's adapter again at the next score (after `learn` wrote)."""
+        if self.scorer.adapters is not None:
+            self.scorer.adapters.forget()
+
+    def report(self) -> dict:
+        """What the engine did and holds, for `alpine/stats`."""
+        out = self.stats.snapshot()
+        holder = self.holder
+        out["model"] = {
+            "state": holder.state,
+            "error": holder.error,
+            "load_seconds": holder.load_seconds,
+            **(holder.model.info() if holder.model else {}),
+        }
+        out["documents"] = len(self.docs)
+        out["pending"] = self.worker.pending()
+        out["queued"] = self.worker.queued()
+        out["score_threads"] = sorted(self.scorer.threads)
+        out["index_functions"] = self.index.count() if self.index else None
+        out["index_state"] = self.index_state
+        watcher = self.scorer.adapters
+        adapter = watcher.adapter if watcher is not None else None
+        out["adapter"] = {
+            "path": str(adapter.path) if adapter else None,
+            "fix_commits": adapter.fixes if adapter else None,
+            "blend": adapter.blend if adapter else None,
+            "error": watcher.error if watcher is not None else None,
+        }
+        return out
 
 
 @functools.lru_cache(maxsize=4096)

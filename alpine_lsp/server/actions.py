@@ -5,18 +5,23 @@ from __future__ import annotations
 from lsprotocol import types
 
 from ..parsing import comment_prefix
-from .app import AlpineServer
+from .base import Feature, handles
 
 
-def register(server: AlpineServer) -> None:
-    @server.feature(
+def _insert_at(line: int, text: str) -> types.TextEdit:
+    at = types.Position(line=line, character=0)
+    return types.TextEdit(range=types.Range(start=at, end=at), new_text=text)
+
+
+class CodeActions(Feature):
+    @handles(
         types.TEXT_DOCUMENT_CODE_ACTION,
         types.CodeActionOptions(code_action_kinds=[types.CodeActionKind.QuickFix]),
     )
-    def code_action(ls: AlpineServer, params: types.CodeActionParams) -> list[types.CodeAction]:
+    def code_action(self, params: types.CodeActionParams) -> list[types.CodeAction]:
         uri = params.text_document.uri
-        state = ls.engine.docs.get(uri)
-        if state is None or state.parsed is None or state.result is None:
+        snap = self.server.engine.snapshot(uri)
+        if snap is None or not snap.analysed or snap.result is None:
             return []
         ours = [
             d
@@ -25,16 +30,16 @@ def register(server: AlpineServer) -> None:
         ]
         if not ours:
             return []
-        if state.result.version != state.version:
+        if snap.result.version != snap.version:
             return []  # the fix edits the current text: wait for its result (the client asks again)
-        lines = state.result.lines
-        prefix = comment_prefix(state.language or "c")
+        lines = snap.result.lines
+        prefix = comment_prefix(snap.language or "c")
         actions = []
         seen = set()
         for diag in ours:
             line = diag.range.start.line
             fr = next(
-                (f for f in state.result.functions if f.function.name_start_line == line), None
+                (f for f in snap.result.functions if f.function.name_start_line == line), None
             )
             if fr is None or fr.function.start_line in seen:
                 continue
@@ -42,33 +47,24 @@ def register(server: AlpineServer) -> None:
             start = fr.function.start_line
             text = lines[start] if start < len(lines) else ""
             indent = text[: len(text) - len(text.lstrip())]
-            edit = types.TextEdit(
-                range=types.Range(
-                    start=types.Position(line=start, character=0),
-                    end=types.Position(line=start, character=0),
-                ),
-                new_text=f"{indent}{prefix} alpine: ignore\n",
-            )
             actions.append(
                 types.CodeAction(
                     title=f"Ignore this function ({fr.function.name})",
                     kind=types.CodeActionKind.QuickFix,
                     diagnostics=[diag],
-                    edit=types.WorkspaceEdit(changes={uri: [edit]}),
+                    edit=types.WorkspaceEdit(
+                        changes={uri: [_insert_at(start, f"{indent}{prefix} alpine: ignore\n")]}
+                    ),
                 )
             )
-        file_edit = types.TextEdit(
-            range=types.Range(
-                start=types.Position(line=0, character=0), end=types.Position(line=0, character=0)
-            ),
-            new_text=f"{prefix} alpine: ignore-file\n",
-        )
         actions.append(
             types.CodeAction(
                 title="Ignore this file",
                 kind=types.CodeActionKind.QuickFix,
                 diagnostics=ours,
-                edit=types.WorkspaceEdit(changes={uri: [file_edit]}),
+                edit=types.WorkspaceEdit(
+                    changes={uri: [_insert_at(0, f"{prefix} alpine: ignore-file\n")]}
+                ),
             )
         )
         return actions

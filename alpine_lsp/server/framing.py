@@ -239,8 +239,8 @@ def _raw_decode(data: bytes) -> tuple[Any, int]:
 
 
 # -- the gate between frames and pygls --------------------------------------------------------
-# Our own methods have no lsprotocol types: their params are checked here (a reason, or None).
-PARAM_CHECKS: dict[str, Callable[[Any], str | None]] = {}
+# Our own methods have no lsprotocol types: their params are checked here, by the checks the
+# server's features declared (`server.param_checks`: method -> a reason, or None).
 
 
 class Gate:
@@ -249,6 +249,7 @@ class Gate:
     def __init__(self, server) -> None:
         self.server = server
         self.protocol = server.protocol
+        self.checks: dict[str, Callable[[Any], str | None]] = getattr(server, "param_checks", {})
         self.initialized = False
 
     def handle(self, value: Any) -> None:
@@ -301,7 +302,7 @@ class Gate:
             return
         if "params" not in data:  # JSON-RPC lets params be left out
             data["params"] = None
-        check = PARAM_CHECKS.get(method)
+        check = self.checks.get(method)
         if check is not None and (reason := check(data["params"])):
             if is_request:
                 self._reply_error(msg_id, INVALID_PARAMS, f"invalid params: {reason}")

@@ -3,73 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from dataclasses import replace
 
 from lsprotocol import types
 
+from ..engine.engine import ModelState
 from ..engine.settings import parse_settings
-from .app import AlpineServer
-
-_MODEL_TOKEN: dict[int, str] = {}
-
-
-def _caps(ls: AlpineServer, params: types.InitializeParams) -> None:
-    caps = params.capabilities
-    td = caps.text_document
-    ls.pull = td is not None and td.diagnostic is not None
-    pub = td.publish_diagnostics if td else None
-    ls.related_info = bool(pub and pub.related_information) or ls.pull
-    ls.code_lens = td is not None and td.code_lens is not None
-    ls.progress_ok = bool(caps.window and caps.window.work_done_progress)
-    ls.config_pull = bool(caps.workspace and caps.workspace.configuration)
-    enc = ls.workspace.position_encoding if ls.workspace else None
-    ls.encoding = str(enc.value if hasattr(enc, "value") else enc or "utf-16")
-
-
-def register(server: AlpineServer) -> None:
-    @server.feature(types.INITIALIZE)
-    def initialize(ls: AlpineServer, params: types.InitializeParams) -> None:
-        ls.loop = asyncio.get_running_loop() if _has_loop() else ls.loop
-        if ls.log_handler is not None:  # logMessage is allowed from here on
-            ls.log_handler.connect()
-        _caps(ls, params)
-        ls.settings, errors = parse_settings(params.initialization_options)
-        ls.engine.settings = ls.settings
-        # initializationOptions are the user's own settings; workspace/configuration may carry
-        # a workspace's settings file, which must not pick the model (workspace trust).
-        ls.user_model = ls.settings.model
-        ls.allow_workspace_model = workspace_model_allowed(params.initialization_options)
-        for e in errors:
-            ls.log(f"settings: {e}", types.MessageType.Warning)
-
-    @server.feature(types.INITIALIZED)
-    async def initialized(ls: AlpineServer, params: types.InitializedParams) -> None:
-        ls.loop = asyncio.get_running_loop()
-        _caps_encoding(ls)
-        if ls.config_pull:
-            await pull_configuration(ls)
-        _begin_progress(ls, "Loading the alpine model")
-        ls.engine.start(ls.root())
-
-    @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
-    async def did_change_configuration(
-        ls: AlpineServer, params: types.DidChangeConfigurationParams
-    ) -> None:
-        if ls.config_pull:
-            await pull_configuration(ls)
-        else:
-            apply_settings(ls, params.settings)
-
-    @server.feature(types.SHUTDOWN)
-    def shutdown(ls: AlpineServer, params: None) -> None:
-        ls.shut_down = True
-        ls.engine.stop()
-
-    @server.feature(types.EXIT)
-    def exit_(ls: AlpineServer, params: None) -> None:
-        # The spec: exit code 0 after a shutdown request, 1 without one.
-        ls.exit_code = 0 if ls.shut_down else 1
+from .base import Feature, handles
+from .caps import ClientCaps
+from .progress import Progress
 
 
 def workspace_model_allowed(options) -> bool:
@@ -87,105 +29,119 @@ def _has_loop() -> bool:
         return False
 
 
-def _caps_encoding(ls: AlpineServer) -> None:
-    enc = ls.workspace.position_encoding
-    ls.encoding = str(getattr(enc, "value", enc) or "utf-16")
+class Lifecycle(Feature):
+    """Start-up and shutdown, the settings (with workspace trust for `alpine.model`), and the
+    model load's progress."""
 
+    def __init__(self, server) -> None:
+        super().__init__(server)
+        # initializationOptions are the user's own settings; workspace/configuration may carry
+        # a workspace's settings file, which must not pick the model (workspace trust).
+        self.user_model: str | None = None
+        self.allow_workspace_model = False
+        self.refused_model: str | None = None  # told once per value
+        self.model_progress: Progress | None = None
 
-async def pull_configuration(ls: AlpineServer) -> None:
-    try:
-        result = await asyncio.wait_for(
-            ls.workspace_configuration_async(
-                types.ConfigurationParams(items=[types.ConfigurationItem(section="alpine")])
-            ),
-            timeout=5,
-        )
-    except Exception as e:  # a client that does not answer must not stall start-up
-        ls.log(f"workspace/configuration failed: {e}", types.MessageType.Warning)
-        return
-    if result and result[0] is not None:
-        apply_settings(ls, result[0])
+    @handles(types.INITIALIZE)
+    def initialize(self, params: types.InitializeParams) -> None:
+        ls = self.server
+        ls.loop = asyncio.get_running_loop() if _has_loop() else ls.loop
+        if ls.log_handler is not None:  # logMessage is allowed from here on
+            ls.log_handler.connect()
+        # pygls has chosen the position encoding before this handler runs.
+        ls.caps = ClientCaps.parse(params.capabilities, ls.workspace.position_encoding)
+        ls.settings, errors = parse_settings(params.initialization_options)
+        ls.engine.settings = ls.settings
+        self.user_model = ls.settings.model
+        self.allow_workspace_model = workspace_model_allowed(params.initialization_options)
+        for e in errors:
+            ls.log(f"settings: {e}", types.MessageType.Warning)
 
+    @handles(types.INITIALIZED)
+    async def initialized(self, params: types.InitializedParams) -> None:
+        ls = self.server
+        ls.loop = asyncio.get_running_loop()
+        if ls.caps.configuration:
+            await self.pull_configuration()
+        self.model_progress = Progress(ls, "Loading the alpine model", cancellable=False).start()
+        ls.engine.start(ls.root())
 
-def apply_settings(ls: AlpineServer, raw) -> None:
-    if isinstance(raw, dict) and isinstance(raw.get("alpine"), dict):
-        raw = raw["alpine"]
-    new, errors = parse_settings(raw, ls.settings)
-    for e in errors:
-        ls.show(f"alpine-lsp settings: {e}", types.MessageType.Warning)
-    user_model = ls.user_model
-    if new.model != user_model and not ls.allow_workspace_model:
-        if getattr(ls, "_refused_model", None) != new.model:  # once per value
-            ls._refused_model = new.model
-            ls.show(
-                f"alpine-lsp: alpine.model {new.model!r} from workspace settings ignored; "
-                "a model directory runs in this process, so only user-level settings "
-                "(initializationOptions) choose it, or allow it there with "
-                '"allowWorkspaceModel": true',
-                types.MessageType.Warning,
+    @handles(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
+    async def did_change_configuration(self, params: types.DidChangeConfigurationParams) -> None:
+        if self.server.caps.configuration:
+            await self.pull_configuration()
+        else:
+            self.apply_settings(params.settings)
+
+    @handles(types.SHUTDOWN)
+    def shutdown(self, params: None) -> None:
+        self.server.shut_down = True
+        self.server.engine.stop()
+
+    @handles(types.EXIT)
+    def exit_(self, params: None) -> None:
+        # The spec: exit code 0 after a shutdown request, 1 without one.
+        self.server.exit_code = 0 if self.server.shut_down else 1
+
+    def on_model(self, model: ModelState) -> None:
+        ls = self.server
+        if model.state == "ready":
+            msg = f"model {model.name} ready on {model.device} in {model.load_seconds or 0:.1f}s"
+            ls.log(msg)
+        else:
+            msg = (
+                f"alpine-lsp could not load its model: {model.error}. Parsing features still work."
             )
-        new = replace(new, model=user_model)
-    if new == ls.settings:
-        return
-    if new.model != ls.settings.model and new.model:
-        ls.log(f"model directory from settings: {new.model}")
-    reload = new.model_key() != ls.settings.model_key()
-    ls.settings = new
-    if reload and ls.engine.holder.state != "idle":
-        _begin_progress(ls, "Reloading the alpine model")
-    was_similar = ls.engine.settings.similarity.enabled
-    ls.engine.update_settings(new)
-    refresh(ls)
-    if new.similarity.enabled and not was_similar and ls.engine.holder.state == "ready":
-        from .lens import start_indexing
+            ls.show(msg, types.MessageType.Error)
+        bar, self.model_progress = self.model_progress, None
+        if bar is not None:
+            bar.end(msg)
 
-        start_indexing(ls)
-
-
-def refresh(ls: AlpineServer) -> None:
-    """Ask pull clients to pull again (lenses too); push clients get new results anyway."""
-    from .refresh import refresh_all
-
-    refresh_all(ls)
-
-
-def _begin_progress(ls: AlpineServer, title: str) -> None:
-    if not ls.progress_ok:
-        return
-    token = str(uuid.uuid4())
-    _MODEL_TOKEN[0] = token
-
-    def created(*_args) -> None:
+    async def pull_configuration(self) -> None:
+        ls = self.server
         try:
-            ls.work_done_progress.begin(
-                token, types.WorkDoneProgressBegin(title=title, cancellable=False)
+            result = await asyncio.wait_for(
+                ls.workspace_configuration_async(
+                    types.ConfigurationParams(items=[types.ConfigurationItem(section="alpine")])
+                ),
+                timeout=5,
             )
-        except Exception:
-            pass
+        except Exception as e:  # a client that does not answer must not stall start-up
+            ls.log(f"workspace/configuration failed: {e}", types.MessageType.Warning)
+            return
+        if result and result[0] is not None:
+            self.apply_settings(result[0])
 
-    try:
-        ls.work_done_progress.create(token, callback=created)
-    except Exception:
-        _MODEL_TOKEN.pop(0, None)
-
-
-def model_done(ls: AlpineServer, holder) -> None:
-    """On the event loop, after a load finished (or failed)."""
-    token = _MODEL_TOKEN.pop(0, None)
-    if holder.state == "ready":
-        m = holder.model
-        msg = f"model {m.name} ready on {m.device} in {holder.load_seconds or 0:.1f}s"
-        ls.log(msg)
-    else:
-        msg = f"alpine-lsp could not load its model: {holder.error}. Parsing features still work."
-        ls.show(msg, types.MessageType.Error)
-    if token:
-        try:
-            ls.work_done_progress.end(token, types.WorkDoneProgressEnd(message=msg))
-        except Exception:
-            pass
-    if holder.state == "ready":
-        refresh(ls)
-        from .lens import start_indexing
-
-        start_indexing(ls)
+    def apply_settings(self, raw) -> None:
+        ls = self.server
+        if isinstance(raw, dict) and isinstance(raw.get("alpine"), dict):
+            raw = raw["alpine"]
+        new, errors = parse_settings(raw, ls.settings)
+        for e in errors:
+            ls.show(f"alpine-lsp settings: {e}", types.MessageType.Warning)
+        user_model = self.user_model
+        if new.model != user_model and not self.allow_workspace_model:
+            if self.refused_model != new.model:  # once per value
+                self.refused_model = new.model
+                ls.show(
+                    f"alpine-lsp: alpine.model {new.model!r} from workspace settings ignored; "
+                    "a model directory runs in this process, so only user-level settings "
+                    "(initializationOptions) choose it, or allow it there with "
+                    '"allowWorkspaceModel": true',
+                    types.MessageType.Warning,
+                )
+            new = replace(new, model=user_model)
+        old = ls.settings
+        if new == old:
+            return
+        if new.model != old.model and new.model:
+            ls.log(f"model directory from settings: {new.model}")
+        reload = new.model_key() != old.model_key()
+        ls.settings = new
+        if reload and ls.engine.model_state().state != "idle":
+            self.model_progress = Progress(
+                ls, "Reloading the alpine model", cancellable=False
+            ).start()
+        ls.engine.update_settings(new)
+        # Then pull clients are asked to pull again, the index built if similarity came on.
+        ls.settings_changed(old, new)

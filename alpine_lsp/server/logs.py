@@ -11,19 +11,22 @@ import logging
 import sys
 import threading
 from collections import deque
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from lsprotocol import types
 
 if TYPE_CHECKING:
-    from .app import AlpineServer
+    from .base import AlpineServer
 
-LEVELS = {
-    "debug": logging.DEBUG,
-    "info": logging.INFO,
-    "warning": logging.WARNING,
-    "error": logging.ERROR,
-}
+LEVELS = MappingProxyType(
+    {
+        "debug": logging.DEBUG,
+        "info": logging.INFO,
+        "warning": logging.WARNING,
+        "error": logging.ERROR,
+    }
+)
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _PENDING_MAX = 500  # lines kept until the client has connected (then sent)
 

@@ -8,23 +8,11 @@ request covers every open document, so requests are coalesced: at most one per D
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from .app import log
-
-if TYPE_CHECKING:
-    from ..engine.engine import DocumentResult
-    from .app import AlpineServer
+from ..engine.engine import DocumentResult, ModelState
+from ..engine.settings import Settings
+from .base import Feature, log
 
 DELAY_S = 0.25
-
-
-def supports(ls: AlpineServer) -> tuple[bool, bool]:
-    """(code lens refresh, diagnostic refresh) as the client declared them."""
-    ws = ls.client_capabilities.workspace if ls.client_capabilities else None
-    lens = bool(ls.code_lens and ws and ws.code_lens and ws.code_lens.refresh_support)
-    diag = bool(ls.pull and ws and ws.diagnostics and ws.diagnostics.refresh_support)
-    return lens, diag
 
 
 # Keys over what is shown only (lenses and diagnostics exist for functions with hints): they
@@ -51,19 +39,24 @@ def _diag_key(result: DocumentResult) -> tuple:
     )
 
 
-class Refresher:
+class Refresher(Feature):
     """Remembers what each document last showed; asks for a pull when that changed."""
 
-    def __init__(self, ls: AlpineServer) -> None:
-        self.ls = ls
+    def __init__(self, server) -> None:
+        super().__init__(server)
         self.shown: dict[str, tuple[int | None, tuple, tuple]] = {}
         self.want = {"lens": False, "diag": False}
         self.pending = False
         self.sent = {"lens": 0, "diag": 0}
 
-    def delivered(self, result: DocumentResult) -> None:
+    def supports(self) -> tuple[bool, bool]:
+        """(code lens refresh, diagnostic refresh) as the client declared them."""
+        caps = self.server.caps
+        return caps.lens_refresh, caps.diagnostic_refresh
+
+    def on_result(self, result: DocumentResult) -> None:
         """On the event loop, for every published result."""
-        lens_ok, diag_ok = supports(self.ls)
+        lens_ok, diag_ok = self.supports()
         if not (lens_ok or diag_ok):
             return
         lens, diag = _lens_key(result), _diag_key(result)
@@ -71,7 +64,7 @@ class Refresher:
         self.shown[result.uri] = (result.version, lens, diag)
         if before is None:
             # First result after didOpen: lenses asked for at open may predate it; a pulled
-            # diagnostic waits for it (diagnostics.wait_current), so needs no refresh.
+            # diagnostic waits for it (AlpineServer.wait_current), so needs no refresh.
             self.ask(lens=lens_ok and any(n for _, n in lens))
             return
         version, old_lens, old_diag = before
@@ -80,13 +73,24 @@ class Refresher:
         diag_changed = diag != old_diag and version == result.version
         self.ask(lens=lens_ok and lens != old_lens, diag=diag_ok and diag_changed)
 
-    def forget(self, uri: str) -> None:
+    def on_close(self, uri: str) -> None:
         self.shown.pop(uri, None)
+
+    def on_model(self, model: ModelState) -> None:
+        if model.state == "ready":
+            self.ask_all()
+
+    def on_settings(self, old: Settings, new: Settings) -> None:
+        self.ask_all()  # severity, threshold...: everything may show differently
+
+    def ask_all(self) -> None:
+        lens_ok, diag_ok = self.supports()
+        self.ask(lens=lens_ok, diag=diag_ok)
 
     def ask(self, lens: bool = False, diag: bool = False) -> None:
         self.want["lens"] |= lens
         self.want["diag"] |= diag
-        loop = self.ls.loop
+        loop = self.server.loop
         if self.pending or not (self.want["lens"] or self.want["diag"]) or loop is None:
             return
         self.pending = True
@@ -94,24 +98,16 @@ class Refresher:
 
     def _send(self) -> None:
         self.pending = False
-        if self.ls.shut_down:
+        if self.server.shut_down:
             return
         lens, diag = self.want["lens"], self.want["diag"]
         self.want = {"lens": False, "diag": False}
         try:  # no callback: the answer is null, and an error answer changes nothing here
             if lens:
-                self.ls.workspace_code_lens_refresh(None)
+                self.server.workspace_code_lens_refresh(None)
                 self.sent["lens"] += 1
             if diag:
-                self.ls.workspace_diagnostic_refresh(None)
+                self.server.workspace_diagnostic_refresh(None)
                 self.sent["diag"] += 1
         except Exception as e:  # the connection is gone
             log.debug("refresh request not sent: %s", e)
-
-
-def refresh_all(ls: AlpineServer) -> None:
-    """Ask for everything again (settings changed: severity, threshold...)."""
-    lens_ok, diag_ok = supports(ls)
-    refresher: Refresher | None = getattr(ls, "refresher", None)
-    if refresher is not None:
-        refresher.ask(lens=lens_ok, diag=diag_ok)
