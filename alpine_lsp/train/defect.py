@@ -16,6 +16,7 @@ import random
 import sys
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -237,7 +238,8 @@ def _training_record(
     return record
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line's options, as the user gave them (see `settle_options` for the rest)."""
     ap = argparse.ArgumentParser(prog="alpine-lsp train defect", description=__doc__)
     ap.add_argument("--data", required=True, help="Devign directory (devign.jsonl.gz, split.json)")
     ap.add_argument("--clone-data", help="BigCloneBench directory, to train the embedding head too")
@@ -305,10 +307,17 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.average_with and not args.calibrate_only:
         ap.error("--average-with needs --calibrate-only")
-    previous: dict = {}
+    return args
+
+
+def settle_options(args: argparse.Namespace) -> ModelMeta | None:
+    """Fill in the options that depend on others (in place): with --calibrate-only, how the
+    model reads code comes from the model given as --base, whose meta is returned (None when
+    training); the name and learning rate default from the base. Raises TrainError for a base
+    --calibrate-only cannot recalibrate."""
+    source = None
     if args.calibrate_only:
         source = _calibration_source(args.base)
-        previous = source.extra
         # How the model reads code is part of what it learned, not a calibration choice.
         args.max_tokens = source.max_tokens
         args.truncation = source.truncation
@@ -320,18 +329,32 @@ def main(argv: list[str] | None = None) -> int:
     if args.lr is None:
         # A pretrained encoder is fine-tuned gently; a new one has everything to learn.
         args.lr = 5e-4 if args.base == "scratch" else 4e-5
+    return source
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    rng = random.Random(args.seed)
-    cfg = PruningConfig(alpha=args.alpha, layers=args.pruning, mode=args.mode)
-    ckpt = Path(args.ckpt or f"{args.out}.ckpt")
-    if not args.calibrate_only:
-        ckpt.mkdir(parents=True, exist_ok=True)
 
+@dataclass
+class Data:
+    """`load_data`'s output: the network to train (or recalibrate), how it reads code, and the
+    splits encoded as token-id rows (without padding)."""
+
+    net: AlpineNetwork
+    tok_json: str  # tokenizer.json text, written with the model
+    specials: dict
+    tok: CodeTokenizer
+    averaged: list[dict]  # --average-with: what was averaged into `net`, for the record
+    train_rows: list[list[int]]  # empty with --calibrate-only
+    train_y: list[float]
+    valid_rows: list[list[int]]
+    valid_y: np.ndarray
+    # With --clone-data: (encoded functions by id, train pairs, valid pairs).
+    clone: tuple[dict[int, list[int]], list, list] | None
+
+
+def load_data(args: argparse.Namespace, ckpt: Path, source: ModelMeta | None) -> Data:
+    """Read Devign (and BigCloneBench), build the base network and its tokenizer (learned from
+    the training code for scratch, read back from `ckpt` on --resume), average in
+    --average-with's weights, and encode the splits. `source` is `settle_options`' result.
+    Raises TrainError for a base or --average-with directory it cannot use."""
     t0 = time.time()
     dev = load_devign(args.data)
     bcb = load_bcb(args.clone_data) if args.clone_data else None
@@ -359,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     net, tok_json, specials = build_base(args.base, 256, corpus, scratch, saved)
     averaged = (
         average_weights(net, source, tok_json, args.base, args.average_with)
-        if args.average_with
+        if args.average_with and source is not None
         else []
     )
     if not args.calibrate_only:
@@ -387,7 +410,35 @@ def main(argv: list[str] | None = None) -> int:
         )
         clone = (enc, pairs["train"], pairs["valid"])
     print(f"data ready in {time.time() - t0:.0f}s: {len(train_rows)} train functions", flush=True)
+    return Data(
+        net=net,
+        tok_json=tok_json,
+        specials=specials,
+        tok=tok,
+        averaged=averaged,
+        train_rows=train_rows,
+        train_y=train_y,
+        valid_rows=valid_rows,
+        valid_y=valid_y,
+        clone=clone,
+    )
 
+
+@dataclass
+class Schedule:
+    """`make_schedule`'s output: which training rows each step reads, and the warm-up."""
+
+    batches: list[list[int]]  # row indices of step 0, 1, ...: the same on every --resume
+    warm: int  # learning-rate warm-up steps
+
+    @property
+    def total(self) -> int:
+        return len(self.batches)
+
+
+def make_schedule(args: argparse.Namespace, train_rows: list[list[int]]) -> Schedule:
+    """--epochs worth of length-bucketed batches of --batch-size, each epoch shuffled by its own
+    seed; warm-up over the first 5% of the steps."""
     per_epoch = bucket_batches([len(r) for r in train_rows], args.batch_size, random.Random(0))
     batches: list[list[int]] = []
     epoch = 0
@@ -398,7 +449,39 @@ def main(argv: list[str] | None = None) -> int:
         epoch += 1
     batches = batches[: math.ceil(args.epochs * len(per_epoch))]
     total = len(batches)
+    return Schedule(batches=batches, warm=max(1, total // 20))
 
+
+@dataclass
+class Trained:
+    """`train_steps`' output: how far training went (`step` < `total` when stopped early)."""
+
+    step: int
+    total: int
+
+
+def train_steps(
+    args: argparse.Namespace,
+    data: Data,
+    schedule: Schedule,
+    ckpt: Path,
+    device: torch.device,
+    cfg: PruningConfig,
+) -> Trained:
+    """Train `data.net` in place over `schedule` (a clone batch every --clone-every steps with
+    --clone-data), checkpointing to `ckpt` every --checkpoint-minutes and at the end; with
+    --resume, continue from `ckpt`'s last state as if never stopped. Stops early at
+    --max-minutes or --stop-at-step. With --calibrate-only there are no steps and no
+    checkpoint."""
+    net, tok, train_rows, train_y, clone = (
+        data.net,
+        data.tok,
+        data.train_rows,
+        data.train_y,
+        data.clone,
+    )
+    batches, total, warm = schedule.batches, schedule.total, schedule.warm
+    rng = random.Random(args.seed)
     net.to(device).train()
     clone_bias = torch.nn.Parameter(torch.tensor(-5.0, device=device))
     params = [
@@ -409,7 +492,6 @@ def main(argv: list[str] | None = None) -> int:
         },
     ]
     opt = torch.optim.AdamW(params, weight_decay=0.01)
-    warm = max(1, total // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warm) * max(0.05, 1 - s / max(1, total))
     )
@@ -526,6 +608,31 @@ def main(argv: list[str] | None = None) -> int:
     if not args.calibrate_only:
         save_ckpt()
 
+    return Trained(step=step, total=total)
+
+
+@dataclass
+class Calibration:
+    """`calibrate`'s output: the thresholds and what the validation split measured."""
+
+    threshold: float  # defect probability at which a function is flagged
+    similarity_threshold: float | None  # clone-hint cosine; None without clone training
+    extra: dict  # {"valid": {...}}: accuracy, steps, and with clone data its F1 and floors
+
+
+def calibrate(
+    args: argparse.Namespace, data: Data, trained: Trained, cfg: PruningConfig
+) -> Calibration:
+    """Thresholds from the validation split: the defect threshold for 70% precision and, with
+    clone data, the similarity above which a clone hint is offered."""
+    net, tok, valid_rows, valid_y, clone = (
+        data.net,
+        data.tok,
+        data.valid_rows,
+        data.valid_y,
+        data.clone,
+    )
+    step, total = trained.step, trained.total
     print("calibrating on the validation split", flush=True)
     probs, valid_embs = predict(net, valid_rows, tok.pad_id, cfg)
     acc = float(((probs >= 0.5) == valid_y).mean())
@@ -553,6 +660,24 @@ def main(argv: list[str] | None = None) -> int:
         floor = float(np.quantile(unrelated, 0.999)) if len(unrelated) else -1.0
         sim_threshold = round(max(best, floor), 3)
         extra["valid"].update(clone_f1=f1, clone_best_f1_threshold=best, c_random_pairs_p999=floor)
+    return Calibration(threshold=threshold, similarity_threshold=sim_threshold, extra=extra)
+
+
+def write_model(
+    args: argparse.Namespace,
+    data: Data,
+    calibration: Calibration,
+    cfg: PruningConfig,
+    previous: dict,
+) -> None:
+    """Write the model directory --out (weights, tokenizer, alpine.json with the training record;
+    `previous` is the recalibrated model's record, {} when training) and print the summary."""
+    net, tok_json, specials, averaged = data.net, data.tok_json, data.specials, data.averaged
+    threshold, sim_threshold, extra = (
+        calibration.threshold,
+        calibration.similarity_threshold,
+        calibration.extra,
+    )
     meta = ModelMeta(
         name=args.name,
         specials=specials,
@@ -577,6 +702,28 @@ def main(argv: list[str] | None = None) -> int:
         ),
         flush=True,
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`train defect`: the options, then the stages in order. Bad input raises TrainError
+    (`alpine_lsp.cli.main` says it and exits 1)."""
+    args = parse_args(argv)
+    source = settle_options(args)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    cfg = PruningConfig(alpha=args.alpha, layers=args.pruning, mode=args.mode)
+    ckpt = Path(args.ckpt or f"{args.out}.ckpt")
+    if not args.calibrate_only:
+        ckpt.mkdir(parents=True, exist_ok=True)
+
+    data = load_data(args, ckpt, source)
+    schedule = make_schedule(args, data.train_rows)
+    trained = train_steps(args, data, schedule, ckpt, device, cfg)
+    calibration = calibrate(args, data, trained, cfg)
+    write_model(args, data, calibration, cfg, source.extra if source is not None else {})
     return 0
 
 
