@@ -728,7 +728,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Through the command line's entry, which turns a TrainError into its message and status.
-    from ..cli.main import main as cli_main
-
-    raise SystemExit(cli_main(["train", "defect", *sys.argv[1:]]))
+    # `alpine-lsp train defect` (or `python -m alpine_lsp train defect`) is the entry that turns
+    # a TrainError into its message and exit status; run directly, one ends in its traceback.
+    raise SystemExit(main())
