@@ -9,9 +9,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from alpine_lsp.cli.main import main as cli_main
 from alpine_lsp.model.tiny import create_tiny_model
 from alpine_lsp.train import defect
 from alpine_lsp.train.checkpoint import load_state, save_state
+from alpine_lsp.train.errors import TrainError
 from tests.test_eval_clone import synthetic_bcb
 from tests.test_eval_defect import synthetic_devign, write_devign
 
@@ -25,7 +27,8 @@ def setup(tmp_path_factory) -> tuple[Path, Path]:
 def run(base: Path, data: Path, out: Path, *extra: str) -> None:
     args = ["--data", str(data), "--base", str(base), "--out", str(out), "--batch-size", "4"]
     args += ["--epochs", "1", "--threads", "1", "--seed", "3", *extra]
-    assert defect.main(args) == 0
+    # Through the command line, which turns a TrainError into its message and exit status.
+    assert cli_main(["train", "defect", *args]) == 0
 
 
 def test_split_run_equals_one_run(setup, tmp_path):
@@ -165,8 +168,10 @@ def test_calibrate_only_keeps_weights_and_record(setup, tmp_path):
 def test_calibrate_only_refuses_what_it_cannot_recalibrate(setup, tmp_path, capsys):
     base, data = setup
     with pytest.raises(SystemExit, match="not one"):
-        defect.main(
+        cli_main(
             [
+                "train",
+                "defect",
                 "--data",
                 str(data),
                 "--base",
@@ -215,3 +220,20 @@ def test_average_with_refuses_a_model_that_reads_code_differently(setup, tmp_pat
     with pytest.raises(SystemExit):
         run(base, data, tmp_path / "t", "--average-with", str(tmp_path / "b"))
     assert "--average-with needs --calibrate-only" in capsys.readouterr().err
+
+
+def test_bad_input_is_a_train_error_from_the_stage_and_a_message_from_the_cli(setup, tmp_path):
+    """Below cli/ a bad input raises TrainError; the command line says it as sys.exit did."""
+    _, data = setup
+    bad = tmp_path / "gpt"
+    bad.mkdir()
+    (bad / "config.json").write_text('{"model_type": "gpt2"}')
+    argv = ["--data", str(data), "--base", str(bad), "--out", str(tmp_path / "o"), "--threads", "1"]
+    args = defect.parse_args(argv)
+    source = defect.settle_options(args)
+    with pytest.raises(TrainError, match="model_type 'gpt2' is not bert or roberta") as raised:
+        defect.load_data(args, tmp_path / "o.ckpt", source)
+    with pytest.raises(SystemExit) as exited:
+        cli_main(["train", "defect", *argv])
+    # SystemExit(message), as sys.exit(message): the message on stderr, exit status 1.
+    assert exited.value.code == str(raised.value)

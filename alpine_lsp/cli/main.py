@@ -9,6 +9,8 @@ import argparse
 import importlib
 import sys
 
+from alpine_lsp.train.errors import TrainError
+
 # subcommand path -> module whose main(argv) -> int runs it
 COMMANDS: dict[tuple[str, ...], str] = {
     ("check",): "alpine_lsp.cli.check",
@@ -100,7 +102,12 @@ def main(argv: list[str] | None = None) -> int:
     for key in sorted(COMMANDS, key=len, reverse=True):
         if tuple(argv[: len(key)]) == key:
             module = importlib.import_module(COMMANDS[key])
-            return int(module.main(argv[len(key) :]) or 0)
+            try:
+                return int(module.main(argv[len(key) :]) or 0)
+            except TrainError as e:
+                # Raised for bad input below cli/; said here as sys.exit(message) says it: the
+                # message on stderr, exit status 1.
+                raise SystemExit(str(e)) from None
     if argv and not argv[0].startswith("-"):
         group = [k for k in COMMANDS if k[0] == argv[0]]
         if group:

