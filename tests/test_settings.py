@@ -109,6 +109,10 @@ def test_null_means_the_default_or_the_models_own() -> None:
     )
     assert not errors
     assert (s.threshold, s.threads, s.max_tokens, s.model, s.languages) == (None,) * 5
+    # Keys that cannot be unset keep what they had.
+    keep = {"flagBudget": None, "debounceMs": None, "maxFileSize": None}
+    s, errors = parse_settings({**keep, "similarity": {"maxResults": None}}, base)
+    assert not errors and s == base
     # Editors send their declared defaults: a null pruning key keeps the current value.
     s, errors = parse_settings({"pruning": {"alpha": None, "layers": None, "mode": "merge"}}, base)
     assert not errors and s.pruning == PruningConfig(alpha=0.5, layers=(0, 2), mode="merge")

@@ -1,13 +1,19 @@
 """Typed settings of the server and the check command, read from the `alpine` section.
 
-Unknown keys are ignored, bad values fall back to the default with a message for the user,
-so a typo in an editor config never stops the server.
+Unknown keys are ignored, bad values fall back with a message for the user (to the previous
+value; to unset for the keys whose unset means "the model's own"), so a typo in an editor
+config never stops the server. cattrs (pygls's own) structures the section: each client key is
+named once, in `_KEYS`, with the check its value must pass.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from typing import Any
+
+import cattrs
+from cattrs.gen import make_dict_structure_fn, override
 
 from ..pruning import PruningConfig
 
@@ -55,21 +61,132 @@ class Settings:
         return (self.model, self.device, self.threads, self.pruning, self.max_tokens)
 
 
-def _num(value: Any, lo: float, hi: float, name: str, errors: list[str]) -> float | None:
+class _Bad(ValueError):
+    """A value a check refused; its text follows `alpine.KEY ` in the message."""
+
+
+def _number(lo: float, hi: float, kind: type = float) -> Callable[[Any, Any], Any]:
+    def check(value: Any, _type: Any) -> Any:
+        if value is None:
+            return None
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and lo <= value <= hi
+        if not ok:
+            raise _Bad(f"must be a number in [{lo}, {hi}], got {value!r}")
+        return kind(value)
+
+    return check
+
+
+def _choice(choices: tuple[str, ...]) -> Callable[[Any, Any], str]:
+    def check(value: Any, _type: Any) -> str:
+        if str(value).lower() not in choices:
+            raise _Bad(f"must be one of {', '.join(choices)}")
+        return str(value).lower()
+
+    return check
+
+
+def _flag(value: Any, _type: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _Bad(f"must be true or false, got {value!r}")
+    return value
+
+
+def _languages(value: Any, _type: Any) -> tuple[str, ...] | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
-        errors.append(f"alpine.{name} must be a number in [{lo}, {hi}], got {value!r}")
-        return None
-    return float(value)
+    if isinstance(value, (list, tuple)) and all(isinstance(x, str) for x in value):
+        return tuple(x.lower() for x in value)
+    raise _Bad("must be a list of language names")
+
+
+def _pruning(value: Any, _type: Any) -> PruningConfig | None:
+    if value is None or isinstance(value, PruningConfig):
+        return value
+    try:  # value: the current config's fields with the client's non-null ones over them
+        return PruningConfig(
+            alpha=float(value["alpha"]), layers=value["layers"], mode=value["mode"]
+        )
+    except (TypeError, ValueError) as e:
+        raise _Bad(str(e)) from None
+
+
+# field -> (client key, check); a key absent here is structured as its plain type.
+_SIMILARITY_KEYS: dict[str, tuple[str, Callable[[Any, Any], Any]]] = {
+    "enabled": ("enabled", lambda v, _t: bool(v)),
+    "threshold": ("threshold", _number(-1.0, 1.0)),
+    "max_results": ("maxResults", _number(0, 100, int)),
+}
+_KEYS: dict[str, tuple[str, Callable[[Any, Any], Any]]] = {
+    "threshold": ("threshold", _number(0.0, 1.0)),
+    "flag_budget": ("flagBudget", _number(0.0, 1.0)),
+    "severity": ("severity", _choice(SEVERITIES)),
+    "debounce_ms": ("debounceMs", _number(0, 60_000, int)),
+    "device": ("device", _choice(DEVICES)),
+    "threads": ("threads", _number(1, 256, int)),
+    "model": ("model", lambda v, _t: str(v) if v else None),
+    "max_tokens": ("maxTokens", _number(8, 100_000, int)),
+    "max_file_size": ("maxFileSize", _number(1, 1 << 40, int)),
+    "line_hints": ("lineHints", _flag),
+    "languages": ("languages", _languages),
+    "pruning": ("pruning", _pruning),
+}
+# Keys whose bad value means unset (the model's own) rather than the previous value.
+_UNSET_IF_BAD = {"threshold", "threads", "max_tokens"}
+# Keys that cannot be unset: null (an editor's declared default) keeps the previous value.
+_KEEP_IF_NULL = {"flagBudget", "debounceMs", "maxFileSize", "similarity.maxResults"}
+
+
+def _converter() -> cattrs.Converter:
+    conv = cattrs.Converter(detailed_validation=True, forbid_extra_keys=False)
+
+    def hooks(keys: dict[str, tuple[str, Callable[[Any, Any], Any]]]) -> dict[str, Any]:
+        return {f: override(rename=k, struct_hook=check) for f, (k, check) in keys.items()}
+
+    conv.register_structure_hook(
+        SimilaritySettings,
+        make_dict_structure_fn(SimilaritySettings, conv, **hooks(_SIMILARITY_KEYS)),
+    )
+    conv.register_structure_hook(Settings, make_dict_structure_fn(Settings, conv, **hooks(_KEYS)))
+    return conv
+
+
+_CONVERTER = _converter()
+
+
+def _client_form(base: Settings) -> dict[str, Any]:
+    """`base` under the client's keys, the starting point every key of a message lands on."""
+    out: dict[str, Any] = {k: getattr(base, f) for f, (k, _) in _KEYS.items()}
+    out["similarity"] = {
+        _SIMILARITY_KEYS[f.name][0]: getattr(base.similarity, f.name)
+        for f in fields(SimilaritySettings)
+    }
+    return out
+
+
+def _refused(e: cattrs.ClassValidationError, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(field path, client key, what was wrong) per refused value, nested sections included."""
+    out = []
+    for ex in e.exceptions:
+        notes = [
+            n for n in getattr(ex, "__notes__", []) if isinstance(n, cattrs.AttributeValidationNote)
+        ]
+        name = notes[0].name if notes else "?"
+        keys = _SIMILARITY_KEYS if prefix else _KEYS
+        key = prefix + keys.get(name, (name, None))[0]
+        if isinstance(ex, cattrs.ClassValidationError):
+            out += [(f"{name}.{p}", k, m) for p, k, m in _refused(ex, key + ".")]
+        else:
+            out.append((name, key, str(ex)))
+    return out
 
 
 def parse_settings(raw: Any, base: Settings | None = None) -> tuple[Settings, list[str]]:
-    """Settings from a client's JSON object (nested or dotted keys). Returns (settings, errors)."""
+    """Settings from a client's JSON object (nested or dotted keys), each key over `base`.
+    Returns (settings, errors)."""
     base = base or Settings()
-    errors: list[str] = []
     if raw is None:
-        return base, errors
+        return base, []
     if not isinstance(raw, dict):
         return base, [f"alpine settings must be an object, got {type(raw).__name__}"]
     if isinstance(raw.get("alpine"), dict):  # some clients wrap the section in its name
@@ -81,80 +198,34 @@ def parse_settings(raw: Any, base: Settings | None = None) -> tuple[Settings, li
                 flat[f"{key}.{sub}"] = v
         else:
             flat[key] = value
-    out: dict[str, Any] = {}
-    if "threshold" in flat:
-        out["threshold"] = _num(flat["threshold"], 0.0, 1.0, "threshold", errors)
-    if "flagBudget" in flat:
-        v = _num(flat["flagBudget"], 0.0, 1.0, "flagBudget", errors)
-        if v is not None:
-            out["flag_budget"] = v
-    if "severity" in flat:
-        sev = str(flat["severity"]).lower()
-        if sev in SEVERITIES:
-            out["severity"] = sev
-        else:
-            errors.append(f"alpine.severity must be one of {', '.join(SEVERITIES)}")
-    if "debounceMs" in flat:
-        v = _num(flat["debounceMs"], 0, 60_000, "debounceMs", errors)
-        if v is not None:
-            out["debounce_ms"] = int(v)
-    if "device" in flat:
-        dev = str(flat["device"]).lower()
-        if dev in DEVICES:
-            out["device"] = dev
-        else:
-            errors.append(f"alpine.device must be one of {', '.join(DEVICES)}")
-    if "threads" in flat:
-        v = _num(flat["threads"], 1, 256, "threads", errors)
-        out["threads"] = int(v) if v is not None else None
-    if "model" in flat:
-        m = flat["model"]
-        out["model"] = str(m) if m else None
-    if "maxTokens" in flat:
-        v = _num(flat["maxTokens"], 8, 100_000, "maxTokens", errors)
-        out["max_tokens"] = int(v) if v is not None else None
-    if "maxFileSize" in flat:
-        v = _num(flat["maxFileSize"], 1, 1 << 40, "maxFileSize", errors)
-        if v is not None:
-            out["max_file_size"] = int(v)
-    if "lineHints" in flat:
-        if isinstance(flat["lineHints"], bool):
-            out["line_hints"] = flat["lineHints"]
-        else:
-            errors.append(f"alpine.lineHints must be true or false, got {flat['lineHints']!r}")
-    if "languages" in flat:
-        langs = flat["languages"]
-        if langs is None:
-            out["languages"] = None
-        elif isinstance(langs, list) and all(isinstance(x, str) for x in langs):
-            out["languages"] = tuple(x.lower() for x in langs)
-        else:
-            errors.append("alpine.languages must be a list of language names")
+    flat = {k: v for k, v in flat.items() if v is not None or k not in _KEEP_IF_NULL}
+    data = _client_form(base)
+    known = {k for k, _ in _KEYS.values()} - {"pruning"}
+    data.update({k: v for k, v in flat.items() if k in known})
+    data["similarity"].update(
+        {k[11:]: v for k, v in flat.items() if k.startswith("similarity.") and k[11:] != ""}
+    )
     # null means "the model's own setting" (editors send their declared defaults).
-    prune = {
-        k.split(".", 1)[1]: v for k, v in flat.items() if k.startswith("pruning.") and v is not None
-    }
+    prune = {k[8:]: v for k, v in flat.items() if k.startswith("pruning.") and v is not None}
     if prune:
         current = base.pruning or PruningConfig()
+        data["pruning"] = {
+            "alpha": current.alpha,
+            "layers": current.layers,
+            "mode": current.mode,
+            **prune,
+        }
+    errors: list[str] = []
+    for _ in range(len(data) + len(data["similarity"]) + 1):  # each round drops >= 1 value
         try:
-            out["pruning"] = PruningConfig(
-                alpha=float(prune.get("alpha", current.alpha)),
-                layers=prune.get("layers", current.layers),
-                mode=prune.get("mode", current.mode),
-            )
-        except (TypeError, ValueError) as e:
-            errors.append(f"alpine.pruning: {e}")
-    sim = {k.split(".", 1)[1]: v for k, v in flat.items() if k.startswith("similarity.")}
-    if sim:
-        s = base.similarity
-        kw: dict[str, Any] = {}
-        if "enabled" in sim:
-            kw["enabled"] = bool(sim["enabled"])
-        if "threshold" in sim:
-            kw["threshold"] = _num(sim["threshold"], -1.0, 1.0, "similarity.threshold", errors)
-        if "maxResults" in sim:
-            v = _num(sim["maxResults"], 0, 100, "similarity.maxResults", errors)
-            if v is not None:
-                kw["max_results"] = int(v)
-        out["similarity"] = replace(s, **kw)
-    return replace(base, **out), errors
+            return _CONVERTER.structure(data, Settings), errors
+        except cattrs.ClassValidationError as e:
+            for path, key, why in _refused(e):
+                errors.append(f"alpine.{key}: {why}" if key == "pruning" else f"alpine.{key} {why}")
+                if "." in path:  # a similarity key
+                    name = path.split(".", 1)[1]
+                    old = None if name == "threshold" else getattr(base.similarity, name)
+                    data["similarity"][_SIMILARITY_KEYS[name][0]] = old
+                else:
+                    data[key] = None if path in _UNSET_IF_BAD else getattr(base, path)
+    return base, errors  # not reached: every value dropped is `base`'s own, which passes
