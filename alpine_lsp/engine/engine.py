@@ -10,6 +10,7 @@ receives `DocumentResult`s through a callback, on the worker thread. Invariants:
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 import operator
 import re
@@ -591,7 +592,7 @@ class Engine:
         state = self.docs.get(uri)
         if state is None:  # closed: what it kept in the caches goes too
             self._fit_caches()
-            self._idle_trim()
+            self._idle_trim(collect=True)
             return
         t0 = time.perf_counter()
         with state.lock:  # a consistent snapshot; the parse itself runs without the lock
@@ -754,9 +755,11 @@ class Engine:
             else:
                 out.append(FunctionResult(f, s, flag, sim))
 
-    def _idle_trim(self) -> None:
+    def _idle_trim(self, collect: bool = False) -> None:
         # After a burst, not after every document: the trim costs a few ms of the worker.
         if self.worker.pending() == 0:
+            if collect:  # a closed document's cycles (trees, futures) wait for a full pass
+                gc.collect()
             release_memory()
 
     def _pool_cutoff(
