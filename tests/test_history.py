@@ -255,6 +255,8 @@ def test_evaluate_json_is_one_object(history_repo, tiny_model_dir, capsys):
     for key in ("global", "adapter", "blend"):
         assert set(out[key]) == {"auc", "pairwise_acc", "precision_at_budget"}
     assert out["test"]["pairs"] > 0 and out["train"]["pairs"] >= 30
+    assert set(out["baselines"]) >= {"length", "prior_fixes"}
+    assert 0.5 <= out["auc_ceiling_if_pairs_tie"] <= 1.0
 
 
 def test_interrupted_write_leaves_previous_adapter(tmp_path, monkeypatch):
@@ -423,3 +425,46 @@ def test_force_pushed_history_is_reported(tmp_path, tiny_model_dir):
     r.commit("Fix overflow again", {"lib.c": c_file({0: BUGGY}, 34)})
     second = learn_mod.learn(r.path, model)
     assert any("force-push" in k for k in second["skipped"])
+
+
+# -- each function's own history ------------------------------------------------------------
+def test_churn_counts_changes_and_fixes_as_of_each_commit(tmp_path):
+    import math
+
+    from alpine_lsp.history.churn import NAMES, walk
+
+    r = Repo(tmp_path / "r")
+    r.commit("initial import", {"src/a.c": c_file({})})
+    r.commit("tune f1", {"src/a.c": c_file({1: "    return a - 1;"})})
+    r.commit("fix crash in f1", {"src/a.c": c_file({1: "    return a - 2;"})})
+    r.git("mv", "src/a.c", "src/b.c")
+    r.commit("move a.c to b.c", {})
+    r.commit("fix overflow in f1 and f2", {"src/b.c": c_file({1: BUGGY, 2: "    return 2;"})})
+    r.commit("tests", {"tests/t.c": c_file({1: "    return 9;"})})
+    res = mine(r.path)
+    ch = walk(r.path)
+    assert len(ch.commit_index) == 6
+    names = dict(zip(NAMES, ch.features("src/b.c", "f1", 6, ch.head_time), strict=True))
+    assert names["log_changes"] == pytest.approx(math.log1p(3))  # tune, fix, fix; not the move
+    assert names["log_fixes"] == pytest.approx(math.log1p(2))
+    assert names["log_days_since_change"] == pytest.approx(math.log1p(1))  # one commit, a day
+    assert names["log_age_days"] == pytest.approx(math.log1p(5))  # followed through the rename
+    assert names["log_authors"] == pytest.approx(math.log1p(1))
+    f0 = ch.features("src/b.c", "f0", 6, ch.head_time)
+    assert f0[:2] == [0.0, 0.0]  # never changed after its creation
+    assert ch.features("src/a.c", "f1", 6, ch.head_time) == [0.0] * len(NAMES)  # moved away
+    assert ("tests/t.c", "f1") not in ch.events  # test files do not count
+    # A fix's two halves are read before the fix: the same history, no leak of the label.
+    rows = [row for row in res.rows if row.name == "f1" and row.path == "src/b.c"]
+    assert {row.kind for row in rows} == {"buggy", "fixed"}
+    m = ch.matrix(rows)
+    assert (m[0] == m[1]).all()
+    assert m[0][0] == pytest.approx(math.log1p(2)) and m[0][1] == pytest.approx(math.log1p(1))
+
+
+def test_tied_pairs_ceiling():
+    # one pair (rows 0, 1), an unpaired buggy row 2, a clean row 3
+    y = np.array([1, 0, 1, 0])
+    c = learn_mod.tied_pairs_ceiling(y, np.array([[0, 1]]))
+    # buggy 0 vs (fixed 1: tie, clean 3: win), buggy 2 vs both: wins -> 3.5 / 4
+    assert c == pytest.approx(3.5 / 4)

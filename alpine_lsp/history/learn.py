@@ -24,7 +24,8 @@ import numpy as np
 from ..model.adapter import adapter_dir, build_features, feature_names, save_adapter
 from ..model.score import FunctionScore, ModelLoadError
 from ..parsing import function_hash
-from .fit import fit_adapter, metrics, to_adapter
+from .churn import walk
+from .fit import fit_adapter, metrics, roc_auc, to_adapter
 from .mine import HistoryError, MineResult, Row, check_repository, mine
 
 MIN_PAIRS = 30
@@ -214,6 +215,7 @@ def evaluate(
         raise LearnError("no fix pairs after the cut to test on; choose an earlier --cut")
     fitted = fit_adapter(train.x, train.y, train.pairs, train.order)
     adapter, _ = to_adapter(fitted, {})
+    churn = walk(repo, since, until, progress=_stage(progress, "history"))
     g = test.x[:, -len(feature_names(0))].astype(np.float64)
     a = adapter.logits(test.x)
     z = adapter.blend_logits(g, a)
@@ -225,7 +227,8 @@ def evaluate(
         "adapter": metrics(test.y, a, test.pairs),
         "blend": metrics(test.y, z, test.pairs),
         "blend_weight": fitted.blend["weight"],
-        "baselines": _baselines(train, test),
+        "baselines": _baselines(train, test, churn),
+        "auc_ceiling_if_pairs_tie": tied_pairs_ceiling(test.y, test.pairs),
         "train": _counts(train),
         "test": _counts(test),
         "validation": fitted.validation,
@@ -237,10 +240,24 @@ def evaluate(
     return out
 
 
-def _baselines(train: Dataset, test: Dataset) -> dict:
-    """The same test rows scored by length alone and by TF-IDF + logistic regression."""
+def tied_pairs_ceiling(y: np.ndarray, pairs: np.ndarray) -> float | None:
+    """The best ROC-AUC of any score that gives a fix's buggy and fixed halves the same value
+    (history features, anything that cannot read the fix): every other buggy row above every
+    other row, the pairs in between. A fixed half then wins half its comparisons at best."""
+    s = np.where(y == 1, 2.0, 0.0)
+    for k, (b, f) in enumerate(pairs):
+        s[b] = s[f] = 1.0 + k / max(1, len(pairs))  # pairs tie with themselves, not each other
+    return roc_auc(y, s)
+
+
+def _baselines(train: Dataset, test: Dataset, churn=None) -> dict:
+    """The same test rows scored by length alone, by the function's prior fixes (then prior
+    changes) as of each row's commit, and by TF-IDF + logistic regression."""
     lines = np.array([r.text.count("\n") + 1 for r in test.rows], np.float64)
     out = {"length": metrics(test.y, lines, test.pairs)}
+    if churn is not None:
+        h = churn.matrix(test.rows).astype(np.float64)
+        out["prior_fixes"] = metrics(test.y, h[:, 1] + 0.01 * h[:, 0], test.pairs)
     try:
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
@@ -399,7 +416,10 @@ def _print_evaluation(out: dict) -> None:
             f"{name:<10} {_fmt(m['auc']):>8} {_fmt(m['pairwise_acc']):>9} "
             f"{_fmt(m['precision_at_budget']):>8}"
         )
-    print(f"blend weight {out['blend_weight']:.2f}; {out['seconds']} s")
+    print(
+        f"blend weight {out['blend_weight']:.2f}; ROC-AUC ceiling of a score that ties each fix "
+        f"pair: {_fmt(out['auc_ceiling_if_pairs_tie'])}; {out['seconds']} s"
+    )
     _print_skips(out["skipped"])
 
 

@@ -163,15 +163,21 @@ class _Commit:
     time: int
     message: str
     changes: list[list[str]]  # raw diff lines split: [old_mode, new_mode, old, new, status, paths…]
+    author: str = ""  # e-mail
 
 
-def iter_commits(repo: Path, since: str | None, until: str | None) -> Iterator[_Commit]:
-    """Non-merge commits reachable from HEAD, newest first, with their raw diffs, streamed."""
+def iter_commits(
+    repo: Path, since: str | None, until: str | None, oldest_first: bool = False
+) -> Iterator[_Commit]:
+    """Non-merge commits reachable from HEAD, newest first (or oldest first), with their raw
+    diffs, streamed."""
     args = [
         "git", "-C", str(repo), "-c", "core.quotePath=true", "log", "--no-merges",
         "--raw", "--no-abbrev", "-M", "--no-color", "--no-ext-diff",
-        "--format=%x1e%H%x1f%P%x1f%ct%x1f%B%x1f",
+        "--format=%x1e%H%x1f%P%x1f%ct%x1f%ae%x1f%B%x1f",
     ]  # fmt: skip
+    if oldest_first:
+        args.append("--reverse")
     if since:
         args.append(f"--since={since}")
     if until:
@@ -182,16 +188,16 @@ def iter_commits(repo: Path, since: str | None, until: str | None) -> Iterator[_
     buf: list[str] = []
 
     def parse(record: str) -> _Commit | None:
-        parts = record.split("\x1f", 4)
-        if len(parts) < 5:
+        parts = record.split("\x1f", 5)
+        if len(parts) < 6:
             return None
-        sha, parents, ct, message, raw = parts
+        sha, parents, ct, author, message, raw = parts
         changes = []
         for line in raw.splitlines():
             if line.startswith(":"):
                 meta, _, paths = line[1:].partition("\t")
                 changes.append([*meta.split(), *paths.split("\t")])
-        return _Commit(sha, parents.split(), int(ct or 0), message, changes)
+        return _Commit(sha, parents.split(), int(ct or 0), message, changes, author)
 
     try:
         for raw_line in proc.stdout:
