@@ -14,6 +14,7 @@ import pytest
 
 from alpine_lsp.engine import similar
 from alpine_lsp.index import IndexEntry, IndexStore, Match
+from alpine_lsp.index.store import SCHEMA_VERSION
 from alpine_lsp.parsing import extract_functions
 from alpine_lsp.parsing.clones import MIN_TOKENS, clone_keys, estimate_jaccard, tokens
 
@@ -264,4 +265,56 @@ def test_version_1_index_is_migrated_keeping_embeddings(tmp_path: Path, caplog) 
         s.replace_file("file:///src/io.c", [entry("file:///src/io.c", C_ORIG, [1, 0, 0])])
         got = s.exact(keys(C_TYPE1), "c", 3)
         assert [(m.name, m.kind) for m in got] == [("parse_header", "identical")]
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 2
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_version_2_index_forgets_its_keys_and_keeps_embeddings(tmp_path: Path, caplog) -> None:
+    """Version 3 changed the keys' values (boolean and null literals): a version-2 file's keys
+    are stale, so its rows go and its embeddings stay."""
+    path = tmp_path / "v2.sqlite"
+    with IndexStore(path) as s:
+        s.replace_file("file:///src/io.c", [entry("file:///src/io.c", C_ORIG, [1, 0, 0])])
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA user_version = 2")
+    db.commit()
+    db.close()
+    with caplog.at_level(logging.INFO), IndexStore(path) as s:
+        assert "index schema 2 migrated" in caplog.text
+        assert s.files() == {}
+        assert len(s.cached_embeddings(FP, [e.hash for e in [entry("u", C_ORIG, [1, 0, 0])]])) == 1
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+@pytest.mark.parametrize(
+    ("language", "a", "b"),
+    [
+        (
+            "java",
+            "static void copy(InputStream in, OutputStream out) throws IOException {\n"
+            "    IOUtils.copy(in, out, false);\n    if (in == null) { log(null, 0); }\n}\n",
+            "static void copy(InputStream src, OutputStream dst) throws IOException {\n"
+            '    IOUtils.copy(src, dst, true);\n    if (src == null) { log("x", 1); }\n}\n',
+        ),
+        (
+            "python",
+            "def f(a, b):\n    if a is None:\n        return False\n    return g(a, b, True)\n",
+            "def h(x, y):\n    if x is None:\n        return True\n    return g(x, y, False)\n",
+        ),
+        (
+            "javascript",
+            "function f(a) { if (a === undefined) { return false; } return g(a, null); }",
+            "function h(b) { if (b === undefined) { return true; } return g(b, 0); }",
+        ),
+        (
+            "c",
+            "int f(char *p) { if (p == NULL) return false; return g(p, true); }",
+            "int h(char *q) { if (q == NULL) return true; return g(q, false); }",
+        ),
+    ],
+)
+def test_boolean_and_null_literals_are_literals_to_the_type2_key(language, a, b) -> None:
+    ka, kb = clone_keys(a, language), clone_keys(b, language)
+    assert ka.type1 != kb.type1 and ka.type2 == kb.type2
+    words = {"true", "false", "null", "none", "undefined"}
+    seen = [(t, n) for t, n in tokens(a, language) if t.lower() in words]
+    assert seen and all(n == "$L" for _, n in seen), seen

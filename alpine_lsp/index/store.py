@@ -33,7 +33,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2  # 2: clone keys (type-1/type-2 hashes, MinHash signature) per function
+SCHEMA_VERSION = 3  # 2: clone keys (type-1/type-2 hashes, MinHash signature) per function
+# 3: the same columns; boolean and null literals became `$L` in the type-2 keys and signatures
 ORPHAN_TTL_S = 7 * 24 * 3600  # vectors no function refers to are kept this long (moves, undo)
 _CHUNK = 500  # bound parameters per IN (...) list; well under SQLite's limit
 _CORRUPT = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
@@ -52,6 +53,9 @@ _MIGRATE_1 = (
     _TYPE2_INDEX,
     "DELETE FROM functions",
 )
+# Version 2 -> 3: the keys' values changed, not the columns; the same trade as above.
+_MIGRATE_2 = ("DELETE FROM functions",)
+_MIGRATIONS = {1: _MIGRATE_1, 2: _MIGRATE_2}
 _SIG_BYTES = 4 * NUM_PERM
 
 _SCHEMA = (
@@ -516,16 +520,19 @@ class IndexStore:
         ]
         if version == SCHEMA_VERSION and {"functions", "vectors"} <= set(tables):
             return
-        if version == 1 and {"functions", "vectors"} <= set(tables):
+        if version in _MIGRATIONS and {"functions", "vectors"} <= set(tables):
             try:
                 with _transaction(db):
-                    for stmt in _MIGRATE_1:
-                        db.execute(stmt)
+                    for v in range(version, SCHEMA_VERSION):
+                        for stmt in _MIGRATIONS[v]:
+                            db.execute(stmt)
                     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-                log.info("index schema 1 migrated to %s (embeddings kept)", SCHEMA_VERSION)
+                log.info(
+                    "index schema %s migrated to %s (embeddings kept)", version, SCHEMA_VERSION
+                )
                 return
-            except sqlite3.OperationalError as e:  # an odd v1 file: start over below
-                log.info("index schema 1 could not be migrated (%s); rebuilding", e)
+            except sqlite3.OperationalError as e:  # an odd old file: start over below
+                log.info("index schema %s could not be migrated (%s); rebuilding", version, e)
         if version or tables:
             log.info("index schema %s is not %s; rebuilding the index", version, SCHEMA_VERSION)
         with _transaction(db):

@@ -39,6 +39,14 @@ _LITERAL_TYPES = frozenset(
         "concatenated_string",
         "text_block",
         "char",
+        # Boolean and null literals, which the grammars name as keywords: a copy that turns
+        # `false` into `true` is a type-2 clone (BCB labels it so). C's NULL parses as `null`.
+        "true",
+        "false",
+        "null",
+        "none",
+        "nil",
+        "undefined",
     }
 )
 # Leaves whose text must stay (they look like identifiers to the "identifier" rule below).
