@@ -205,7 +205,7 @@ def test_index_progress_done_and_cancel_keep_their_behaviour(tiny_model_dir, tmp
     def progress(i: int, n: int, name: str) -> None:
         seen.append((i, n, name))
         if i == 2:
-            eng.indexer_cancel.set()  # as $/progress cancel does
+            eng.cancel_indexing()  # as $/progress cancel does
 
     def on_done(n: int) -> None:
         done.append(n)
@@ -216,14 +216,14 @@ def test_index_progress_done_and_cancel_keep_their_behaviour(tiny_model_dir, tmp
         assert eng.holder.ready.wait(120), eng.holder.error
         eng.index_workspace(progress, on_done)
         assert finished.wait(60)
-        assert eng.index_state == "cancelled"
+        assert eng.indexer.state == "cancelled"
         assert [(i, n) for i, n, _ in seen] == [(0, 6), (1, 6), (2, 6)]
         assert eng.stats.snapshot()["files_indexed"] == 2  # the third was cancelled mid-way
         assert done == [3]  # the files share thrice(): scored once
         finished.clear()
         eng.index_workspace(done=on_done)
         assert finished.wait(60)
-        assert eng.index_state == "done"
+        assert eng.indexer.state == "done"
         assert eng.stats.snapshot()["files_indexed"] == 6
     finally:
         eng.stop()
@@ -240,7 +240,5 @@ def test_stop_ends_indexing(tiny_model_dir, tmp_path):
     assert eng.holder.ready.wait(120), eng.holder.error
     eng.index_workspace(lambda i, n, name: eng.stop() if i == 1 else None, lambda n: finished.set())
     assert finished.wait(60)
-    assert eng.index_state == "cancelled"
-    assert eng._indexer is not None
-    eng._indexer.join(10)
-    assert not eng._indexer.is_alive()
+    assert eng.indexer.state == "cancelled"
+    assert eng.indexer.join(10)  # the walk's thread has ended

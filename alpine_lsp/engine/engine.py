@@ -17,7 +17,7 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -27,14 +27,13 @@ from ..index import (
     IndexStore,
     Match,
     index_db_path,
-    iter_source_files,
-    read_source_file,
     refusal,
 )
 from ..model.score import FunctionScore
-from ..parsing import Function, ParsedDocument, extract_functions, file_ignored, language_for
+from ..parsing import Function, ParsedDocument, file_ignored, language_for
 from .adapter import AdapterWatcher
 from .cache import ScoreCache, default_cache_path, usable_cache_dir
+from .indexer import WorkspaceIndexer, index_uri
 from .memory import release_memory, settle_heap, unsettle_heap
 from .models import ModelHolder
 from .policy import (
@@ -49,7 +48,7 @@ from .positions import client_offset, lsp_lines
 from .rawtext import RawText
 from .scheduler import INDEX, OTHER, Scheduler, Stopped
 from .settings import Settings
-from .similar import MAX_PER_FILE, KeyCache, find, index_entries, thresholds
+from .similar import MAX_PER_FILE, KeyCache, find, thresholds
 from .stats import Stats
 
 log = logging.getLogger(__name__)
@@ -243,8 +242,6 @@ MAX_FUNCTIONS = 50_000
 # file, ~0.2 s at 20,000 functions: a shorter pass would spend too much of the time on that).
 ANALYSIS_BUDGET_S = 2.0
 SCORE_CHUNK = 32
-INDEX_CHUNK = 16  # functions per step of the workspace index, at most
-INDEX_STEP_S = 0.1  # model time of one index step with a debounce shorter than this
 BUDGET = "budget: "  # skip reasons that are per-document budgets get an Information diagnostic
 _NO_HINTS = ("no hints",)  # a memo's similar_key when no function got hints
 
@@ -406,18 +403,23 @@ class Engine:
         self.on_model = on_model or (lambda h: None)
         self.index: IndexStore | None = None
         self.clone_keys = KeyCache()
-        self._index_writes = 0
-        self._own_writes: dict[str, int] = {}
-        self._writes_lock = threading.Lock()
         self.root: Path | None = None
         # All model work (analyses, index steps, warm-up, re-indexing) on this one thread.
         self.worker = Scheduler(self._analyze)
         self.holder.run_model = self._warm_up
-        self._index_s_per_char = 0.0  # index steps' model time per padded character (average)
-        self.indexer_cancel = threading.Event()
-        self._indexer: threading.Thread | None = None
-        self.index_state = "idle"  # idle, running, done, cancelled
         self.pool = ScorePool()  # the workspace's scores, for alpine.flagBudget
+        self.indexer = WorkspaceIndexer(
+            holder=self.holder,
+            worker=self.worker,
+            scorer=self.scorer,
+            cache=self.cache,
+            pool=self.pool,
+            clone_keys=self.clone_keys,
+            stats=self.stats,
+            settings=lambda: self.settings,
+            open_uris=lambda: list(self.docs),
+            reanalyze=self.reanalyze_all,
+        )
         self._languages_logged: set[str] = set()
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -431,6 +433,7 @@ class Engine:
         except Exception:  # the index is optional: hints go, defect scoring stays
             log.exception("similar-code index unavailable")
             self.index = None
+        self.indexer.attach(root, self.index)
         self.load_model()
 
     def load_model(self) -> None:
@@ -457,7 +460,7 @@ class Engine:
             self.reanalyze_all(delay_s=0)
 
     def stop(self) -> None:
-        self.indexer_cancel.set()
+        self.indexer.cancel()
         self.worker.stop()
         self.cache.close()
         if self.index is not None:
@@ -853,7 +856,7 @@ class Engine:
                 return self._no_hints(functions, before if spliced else None, after)
             limits = thresholds(model, language, sim.threshold)
             key = (model.fingerprint, sim.max_results, limits)
-            others = self._index_writes - self._own_writes.get(uri, 0)
+            others = self.indexer.writes_by_others(uri)
             held: dict[str, list[Match]] = {}
             valid = before is not None and before.similar_key == key and before.others_gen == others
             if valid:
@@ -932,229 +935,40 @@ class Engine:
         unchanged = (
             sp is not None
             and before is not None
-            and before.own_writes == self._own_writes.get(uri, 0)
+            and before.own_writes == self.indexer.own_writes(uri)
             and min(sp.n_old, sp.n) > MAX_PER_FILE
             and before.functions is not None
             # the indexed functions: the very objects of last time (not moved, not new)
             and not _moved(before.functions[:MAX_PER_FILE], functions[:MAX_PER_FILE])
         )
         if not unchanged:
-            self._store(uri, language, functions, scores, keys, model.fingerprint, edited=True)
+            self.indexer.store(
+                uri, language, functions, scores, keys, model.fingerprint, edited=True
+            )
         if after is not None:
-            after.own_writes = self._own_writes.get(uri, 0)
+            after.own_writes = self.indexer.own_writes(uri)
 
-    # -- workspace index ---------------------------------------------------------------------
-    # The walk and the file-by-file loop run on their own thread, which only sequences: it
-    # hands each file to the worker as a job (read and parse, chunks of functions, store) and
-    # waits for it. So progress and cancellation stay the plain loop they were, nothing queued
-    # goes stale on a cancel, and the model runs on the worker alone, where an edit's analysis
-    # (EDIT) always goes before the next step of indexing (INDEX).
+    # -- workspace index (engine/indexer.py) ------------------------------------------------
     def index_workspace(
         self,
         progress: Callable[[int, int, str], None] | None = None,
         done: Callable[[int], None] | None = None,
     ) -> None:
         """Embed every source file of the workspace in the background; cancellable."""
-        if self.root is None or self.index is None:
-            return
-        if self._indexer is not None and self._indexer.is_alive():
-            self.indexer_cancel.set()
-            self._indexer.join(timeout=5)
-        self.indexer_cancel = threading.Event()
-        self._indexer = threading.Thread(
-            target=self._index_loop,
-            args=(self.indexer_cancel, progress, done),
-            name="alpine-indexer",
-            daemon=True,
-        )
-        self._indexer.start()
-
-    def _index_loop(self, cancel: threading.Event, progress, done) -> None:
-        assert self.root is not None and self.index is not None
-        deadline = time.monotonic() + 600
-        while not self.holder.ready.wait(0.2):
-            if cancel.is_set() or time.monotonic() > deadline:
-                return
-        if self.holder.model is None:
-            return
-        self.index_state = "running"
-        try:
-            self._index_all(cancel, progress, done)
-        except Exception:  # the state must not stay "running" with nothing being indexed
-            log.exception("workspace indexing stopped by an error")
-            self.stats.add("errors")
-            self.index_state = "done"
-
-    def _unreadable(self, directory: str, e: OSError) -> None:
-        if not self.stats.counters.get("dirs_unreadable"):
-            log.warning("cannot read %s (%s); skipped (counted in dirs_unreadable)", directory, e)
-        self.stats.add("dirs_unreadable")
-
-    def _index_all(self, cancel: threading.Event, progress, done) -> None:
-        assert self.root is not None and self.index is not None and self.holder.model
-        model = self.holder.model
-        settings = self.settings
-        files = list(
-            iter_source_files(
-                self.root, settings.max_file_size, settings.languages, self._unreadable
-            )
-        )
-        known = self.index.files(model.fingerprint)
-        self.index.preload(model.fingerprint, model.embedding_dim)
-        seen = set()
-        n = 0
-        for i, path in enumerate(files):
-            if cancel.is_set():
-                log.info("workspace indexing cancelled after %d files", i)
-                break
-            uri = path.resolve().as_uri()
-            seen.add(uri)
-            if progress:
-                progress(i, len(files), path.name)
-            if uri in {index_uri(u) for u in self.docs}:
-                continue  # open documents are indexed by their own analysis
-            try:
-                n += self.worker.run(self._index_steps(path, uri, known.get(uri), cancel), INDEX)
-            except Stopped:
-                cancel.set()  # the engine stopped
-                break
-            except Exception:
-                log.exception("indexing %s failed", path)
-                self.stats.add("errors")
-        else:
-            for uri in set(known) - seen:  # files deleted while the server was away
-                self._index_wrote(uri)
-                self.index.remove_file(uri)
-        self.index_state = "cancelled" if cancel.is_set() else "done"
-        if done:
-            done(n)
+        self.indexer.start(progress, done)
 
     def index_file(self, path: Path, uri: str, known_hashes: set[str] | None = None) -> int:
         """(Re)index one file from disk, on the worker (waits for it). Returns the number of
         functions embedded anew."""
-        return self.worker.run(self._index_steps(path, uri, known_hashes), OTHER)
+        return self.indexer.index_file(path, uri, known_hashes)
 
     def reindex_file(self, path: Path, uri: str) -> None:
-        """Re-index a file changed on disk, then re-analyse the open documents (their hints
-        may change): queued behind edits and the workspace index; returns at once."""
-
-        def job() -> Generator[None, None, None]:
-            yield from self._index_steps(path, uri)
-            self.reanalyze_all()
-
-        self.worker.submit(job(), OTHER)
-
-    def _chunk(self, functions: list[Function], cap: int) -> int:
-        """How many of `functions` the next index step scores (1 to 16), by the model's time
-        per padded character (a batch costs its size times its longest text, truncated at
-        `cap`): the step must end before the next analysis is due, and within a debounce, so
-        that an edit arriving during it finds the worker free when its debounce ends (16
-        functions take 0.6 s on a busy 2-core machine). With a short debounce an edit waits
-        for one step of about INDEX_STEP_S at most."""
-        per_char = self._index_s_per_char
-        if per_char <= 0:
-            return 1  # the first step measures
-        debounce = max(self.settings.debounce_ms / 1000, INDEX_STEP_S)
-        budget = 0.6 * min(self.worker.time_left(), debounce) / per_char  # in padded chars
-        longest = 0
-        for k, f in enumerate(functions[:INDEX_CHUNK]):
-            longest = max(longest, min(len(f.text), cap))
-            if (k + 1) * longest > budget:
-                return max(1, k)
-        return min(INDEX_CHUNK, len(functions)) or 1
-
-    def _index_steps(
-        self,
-        path: Path,
-        uri: str,
-        known_hashes: set[str] | None = None,
-        cancel: threading.Event | None = None,
-    ) -> Generator[None, None, int]:
-        """Index one file, as worker steps: read and parse, then each chunk of functions,
-        then clone keys and the store. Returns the number of functions embedded anew (0 when
-        cancelled: the file is left as it was)."""
-        assert self.index is not None
-        model = self.holder.model
-        if model is None:
-            return 0
-        try:  # regular, inside the workspace, under the limit: checked on the descriptor
-            data = read_source_file(path, self.settings.max_file_size, self.root)
-        except OSError as e:
-            log.debug("not indexed: %s", e)
-            self._index_wrote(uri)
-            self.index.remove_file(uri)
-            return 0
-        if refusal(data, len(data), self.settings.max_file_size):
-            self._index_wrote(uri)
-            self.index.remove_file(uri)
-            return 0
-        text = data.decode("utf-8", errors="replace")
-        language = language_for(str(path))
-        if language is None:
-            return 0
-        functions = extract_functions(text, language)
-        if known_hashes is not None and {f.hash for f in functions} == known_hashes:
-            # Unchanged since the last run: its cached scores still count towards the budget.
-            fp = self.scorer.fingerprint() or model.fingerprint
-            found = self.cache.get_many(fp, language, list(known_hashes))
-            self.pool.set_file(uri, {h: s.probability for h, s in found.items()})
-            return 0
-        before = self.stats.counters["functions_scored"]
-        scores: list[FunctionScore] = []
-        cap = 4 * getattr(model, "max_tokens", 512)  # characters the model reads, about
-        i = 0
-        while i < len(functions):
-            yield  # an analysis that is due goes first
-            if cancel is not None and cancel.is_set():
-                return 0
-            part = functions[i : i + self._chunk(functions[i:], cap)]
-            i += len(part)
-            t0 = time.perf_counter()
-            n0 = self.stats.counters["functions_scored"]
-            scores += self.scorer.score(part, language) or []
-            fresh = self.stats.counters["functions_scored"] - n0
-            if fresh:  # a running average of the model's time per padded character
-                padded = fresh * max(min(len(f.text), cap) for f in part)
-                per_char = (time.perf_counter() - t0) / padded
-                old = self._index_s_per_char
-                self._index_s_per_char = per_char if old <= 0 else 0.8 * old + 0.2 * per_char
-                # No step starts when one short function would not end before an analysis.
-                self.worker.min_gap = self._index_s_per_char * cap / 4
-        if len(scores) != len(functions):
-            return 0
-        yield
-        keys = self.clone_keys.many(functions, language)
-        self._store(uri, language, functions, scores, keys, model.fingerprint)
-        self.pool.set_file(
-            uri, {f.hash: s.probability for f, s in zip(functions, scores, strict=True)}
-        )
-        fresh = self.stats.counters["functions_scored"] - before
-        self.stats.add("embeddings_computed", fresh)
-        self.stats.add("files_indexed")
-        return fresh
-
-    def _store(
-        self, uri, language, functions, scores, keys, fingerprint: str, edited: bool = False
-    ) -> None:
-        """Index a file's functions with their clone keys, capped for generated files.
-        `edited`: an open document, rewritten in place by the rows that changed."""
-        assert self.index is not None
-        self._index_wrote(uri)
-        write = self.index.update_file if edited else self.index.replace_file
-        write(uri, index_entries(uri, language, functions, scores, keys, fingerprint))
-
-    def _index_wrote(self, uri: str) -> None:
-        """Count index writes per file: a document's memoised hints hold while no other file
-        wrote (the worker and the indexer thread both write)."""
-        with self._writes_lock:
-            self._index_writes += 1
-            self._own_writes[uri] = self._own_writes.get(uri, 0) + 1
+        """Re-index a file changed on disk, then re-analyse the open documents."""
+        self.indexer.reindex_file(path, uri)
 
     def forget_file(self, uri: str) -> None:
-        if self.index is not None:
-            self._index_wrote(index_uri(uri))
-            self.index.remove_file(index_uri(uri))
-            self.reanalyze_all()  # hints that pointed at the file go
+        """A file deleted on disk: its rows and the hints that pointed at it go."""
+        self.indexer.forget_file(index_uri(uri))
 
     # -- read API for the server's features (they touch nothing else of the engine) ----------
     def snapshot(self, uri: str) -> DocumentSnapshot | None:
@@ -1201,7 +1015,7 @@ class Engine:
 
     def cancel_indexing(self) -> None:
         """Stop the workspace index walk (what it stored stays)."""
-        self.indexer_cancel.set()
+        self.indexer.cancel()
 
     def forget_adapter(self) -> None:
         """Look for the repository's adapter again at the next score (after `learn` wrote)."""
@@ -1223,7 +1037,7 @@ class Engine:
         out["queued"] = self.worker.queued()
         out["score_threads"] = sorted(self.scorer.threads)
         out["index_functions"] = self.index.count() if self.index else None
-        out["index_state"] = self.index_state
+        out["index_state"] = self.indexer.state
         watcher = self.scorer.adapters
         adapter = watcher.adapter if watcher is not None else None
         out["adapter"] = {
@@ -1233,17 +1047,3 @@ class Engine:
             "error": watcher.error if watcher is not None else None,
         }
         return out
-
-
-@functools.lru_cache(maxsize=4096)
-def index_uri(uri: str) -> str:
-    """One spelling per file in the index, whether it came from a client or the disk walk
-    (clients differ in percent-encoding and may name a file through a symlink)."""
-    if not uri.startswith("file:"):
-        return uri
-    from urllib.parse import unquote, urlparse
-
-    try:
-        return Path(unquote(urlparse(uri).path)).resolve().as_uri()
-    except (OSError, ValueError):
-        return uri
