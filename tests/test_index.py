@@ -95,9 +95,6 @@ def test_replace_and_remove(store: IndexStore) -> None:
     assert [m.name for m in store.query([1, 1, 0], 5, FP)] == ["h"]
     store.replace_file(b, [])
     assert store.files() == {} and store.query([0, 0, 1], 5, FP) == []
-    store.replace_file(b, [entry(b, "h", 0, [0, 0, 1])])
-    store.clear()
-    assert store.count() == 0 and store.query([0, 0, 1], 5, FP) == []
 
 
 def test_query_order_topk_exclusion_and_min_score(store: IndexStore) -> None:

@@ -701,17 +701,6 @@ class IndexStore:
 
         self._run(op, None)
 
-    def clear(self) -> None:
-        def op(db: sqlite3.Connection) -> None:
-            self._stored.clear()
-            self._rows_of.clear()
-            with _transaction(db):
-                db.execute("DELETE FROM functions")
-                db.execute("DELETE FROM vectors")
-            self._matrix = None
-
-        self._run(op, None)
-
     # -- reads ------------------------------------------------------------------------------
     def files(self, fingerprint: str | None = None) -> dict[str, set[str]]:
         """Every indexed uri with the text hashes of its functions.
