@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from alpine_lsp.bench import pruning
+from alpine_lsp.cli.main import main as cli_main
 from alpine_lsp.evalkit.measure import sample, summarize
 from alpine_lsp.model.tiny import create_tiny_model
 
@@ -63,7 +64,7 @@ def test_missing_bundled_model_exits_2(monkeypatch, tmp_path, capsys):
     import alpine_lsp.model.api as api
 
     monkeypatch.setattr(api, "BUNDLED_DIR", tmp_path / "no-model")
-    assert pruning.main(["--json"]) == 2
+    assert cli_main(["bench", "pruning", "--json"]) == 2
     err = capsys.readouterr().err
     assert "missing" in err and "--model" in err
 

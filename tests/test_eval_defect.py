@@ -11,10 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from alpine_lsp.cli.main import main as cli_main
+from alpine_lsp.evalkit.errors import CommandError
 from alpine_lsp.model.tiny import create_tiny_model
 from alpine_lsp.train import eval_defect
 from alpine_lsp.train.eval_defect import defect_metrics, tfidf_baseline
 from alpine_lsp.train.metrics import distinct_pairs, random_pair_cosines
+
+EVAL = ["eval", "defect"]  # through the command line, which says a CommandError
 
 BAD = "strcpy(buf, src); memcpy(dst, src, len); gets(line);"
 GOOD = "strncpy(buf, src, sizeof(buf) - 1); if (len > cap) return -1; fgets(line, n, f);"
@@ -135,7 +139,7 @@ def test_defect_json(tiny, tmp_path, capsys):
 
 def test_bad_alpha_sweep_exits_2(tiny, tmp_path, capsys):
     data = write_devign(tmp_path / "devign", synthetic_devign(16))
-    rc = eval_defect.main(["--model", str(tiny), "--data", str(data), "--alpha-sweep", "x,-1"])
+    rc = cli_main([*EVAL, "--model", str(tiny), "--data", str(data), "--alpha-sweep", "x,-1"])
     assert rc == 2
     assert "--alpha-sweep wants numbers" in capsys.readouterr().err
 
@@ -163,8 +167,12 @@ def test_defect_metrics_values():
 
 
 def test_missing_data_exits_2(tiny, tmp_path, capsys):
-    assert eval_defect.main(["--model", str(tiny), "--data", str(tmp_path / "nope")]) == 2
+    assert cli_main([*EVAL, "--model", str(tiny), "--data", str(tmp_path / "nope")]) == 2
     assert "lacks" in capsys.readouterr().err
+    # Below cli/ the command raises; only the command line turns it into an exit status.
+    with pytest.raises(CommandError, match="lacks") as raised:
+        eval_defect.main(["--model", str(tiny), "--data", str(tmp_path / "nope")])
+    assert raised.value.code == 2
 
 
 @pytest.mark.parametrize("rows", [2, 3, 17, 64])

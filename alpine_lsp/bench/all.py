@@ -13,6 +13,8 @@ import sys
 
 import torch
 
+from ..evalkit.errors import CommandError
+
 BENCHES = {
     "pruning": ("alpine_lsp.bench.pruning", []),
     "lsp": ("alpine_lsp.bench.lsp", []),
@@ -25,8 +27,11 @@ BENCHES = {
 
 def _run(module: str, argv: list[str]) -> dict:
     buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        code = importlib.import_module(module).main([*argv, "--json"])
+    try:
+        with contextlib.redirect_stdout(buf):
+            code = importlib.import_module(module).main([*argv, "--json"])
+    except CommandError as e:  # one bench that cannot run does not stop the others
+        return {"error": f"exit {e.code}: {e}", "output": buf.getvalue()[-500:]}
     text = buf.getvalue()
     # The JSON document is the last thing printed; it may span several (indented) lines.
     starts = [i for i, line in enumerate(text.splitlines()) if line.startswith("{")]

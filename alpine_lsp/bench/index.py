@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..evalkit.errors import CommandError
 from ..evalkit.measure import summarize
 from ..index import IndexEntry, IndexStore, iter_source_files
 
@@ -270,8 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--sizes wants comma-separated integers, got {args.sizes!r}")
     root = Path(args.path) if args.path else default_path()
     if not root.is_dir():
-        print(f"alpine-lsp bench index: {root} is not a folder", file=sys.stderr)
-        return 2
+        raise CommandError(f"alpine-lsp bench index: {root} is not a folder", code=2)
 
     from ..model import ModelLoadError
 
@@ -280,8 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             model, note = _load_model(args.model, tmp, args.threads)
         except ModelLoadError as e:
-            print(f"alpine-lsp bench index: {e}", file=sys.stderr)
-            return 2
+            raise CommandError(f"alpine-lsp bench index: {e}", code=2) from e
         if note:
             print(note, file=sys.stderr)
         files = list(iter_source_files(root))

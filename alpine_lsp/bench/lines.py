@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 
 import torch
 
+from ..evalkit.errors import CommandError
 from ..evalkit.measure import sample, summarize
 from ..model import ModelLoadError, load_model
 
@@ -63,8 +63,7 @@ def main(argv: list[str] | None = None) -> int:
 
         codes = [r["func"] for r in sample(load_devign(args.data)["test"], args.n, seed=3)]
     except (ModelLoadError, FileNotFoundError) as e:
-        print(f"alpine-lsp bench lines: {e}", file=sys.stderr)
-        return 2
+        raise CommandError(f"alpine-lsp bench lines: {e}", code=2) from e
     res = run(model, codes)
     res["n"] = len(codes)
     res["threads"] = args.threads

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 
+from ..evalkit.errors import CommandError
 from ..evalkit.measure import interleaved_latency, mean_lengths, ratio, sample, summarize
 from ..model import ModelLoadError, load_model
 from ..pruning import NO_PRUNING, PruningConfig
@@ -251,8 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         model = load_model(args.model, device="cpu", threads=args.threads)
     except ModelLoadError as e:
         hint = "" if args.model else " (pass --model DIR to benchmark another model)"
-        print(f"alpine-lsp bench pruning: {e}{hint}", file=sys.stderr)
-        return 2
+        raise CommandError(f"alpine-lsp bench pruning: {e}{hint}", code=2) from e
     import torch
 
     codes, source = find_inputs(args.data, max(1, args.n))

@@ -9,7 +9,7 @@ import argparse
 import importlib
 import sys
 
-from alpine_lsp.train.errors import TrainError
+from alpine_lsp.evalkit.errors import CommandError
 
 # subcommand path -> module whose main(argv) -> int runs it
 COMMANDS: dict[tuple[str, ...], str] = {
@@ -104,10 +104,13 @@ def main(argv: list[str] | None = None) -> int:
             module = importlib.import_module(COMMANDS[key])
             try:
                 return int(module.main(argv[len(key) :]) or 0)
-            except TrainError as e:
-                # Raised for bad input below cli/; said here as sys.exit(message) says it: the
-                # message on stderr, exit status 1.
-                raise SystemExit(str(e)) from None
+            except CommandError as e:
+                # Raised for bad input below cli/ and said only here: the message on stderr
+                # and exit status e.code; status 1 exactly as sys.exit(message) says it.
+                if e.code == 1:
+                    raise SystemExit(str(e)) from None
+                print(str(e), file=sys.stderr)
+                return e.code
     if argv and not argv[0].startswith("-"):
         group = [k for k in COMMANDS if k[0] == argv[0]]
         if group:

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..evalkit.errors import CommandError
 from ..model import ModelLoadError, load_model
 from ..model.cwe import OTHER, CweHead, describe, terms
 from .leaks import CWE_SETS, clean, load_rows
@@ -75,14 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         model = load_model(args.model, device="cpu", threads=args.threads)
     except ModelLoadError as e:
-        print(f"alpine-lsp train cwe: {e}", file=sys.stderr)
-        return 2
+        raise CommandError(f"alpine-lsp train cwe: {e}", code=2) from e
     sets = [s.strip() for s in args.sets.split(",") if s.strip()]
     try:
         data = gather(Path(args.data_root), sets)
     except FileNotFoundError as e:
-        print(f"alpine-lsp train cwe: {e}", file=sys.stderr)
-        return 2
+        raise CommandError(f"alpine-lsp train cwe: {e}", code=2) from e
 
     counts = Counter(c for _, c, _ in data["train"])
     classes = [*sorted(c for c, n in counts.items() if n >= args.min_rows), OTHER]

@@ -1,8 +1,9 @@
-"""The one error the training commands raise for bad input; `alpine_lsp.cli.main` turns it into
-the message on stderr and exit status 1 (what `sys.exit(message)` did)."""
+"""The training commands' name for `evalkit.errors.CommandError` (exit status 1)."""
 
 from __future__ import annotations
 
+from ..evalkit.errors import CommandError
 
-class TrainError(ValueError):
+
+class TrainError(CommandError):
     """Input a training command cannot use (a base, data or model directory), said in words."""

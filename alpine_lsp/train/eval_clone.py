@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 from ..evalkit.data import load_bcb
+from ..evalkit.errors import CommandError
 from ..evalkit.measure import sample
 from ..evalkit.output import dumps
 from ..model import ModelLoadError, load_model
@@ -242,8 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         model = load_model(args.model, device="cpu", threads=args.threads)
         funcs, pairs = load_bcb(args.data)
     except (ModelLoadError, OSError) as e:
-        print(f"alpine-lsp eval clone: {e}", file=sys.stderr)
-        return 2
+        raise CommandError(f"alpine-lsp eval clone: {e}", code=2) from e
     import torch
 
     train_limit = args.train_limit
@@ -254,8 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     valid = sample(pairs["valid"], args.limit, SEED)
     train = sample(pairs["train"], train_limit, SEED)
     if not test or not valid:
-        print("alpine-lsp eval clone: no test or valid pairs", file=sys.stderr)
-        return 2
+        raise CommandError("alpine-lsp eval clone: no test or valid pairs", code=2)
     ids = sorted({i for a, b, _, _ in valid + test for i in (a, b)})
     test_ids = sorted({i for a, b, _, _ in test for i in (a, b)})
     codes = [funcs[i] for i in ids]
@@ -335,13 +333,11 @@ def _tiers(args: argparse.Namespace) -> int:
     try:
         model = load_model(args.model, device="cpu", threads=args.threads)
     except (ModelLoadError, OSError) as e:
-        print(f"alpine-lsp eval clone: {e}", file=sys.stderr)
-        return 2
+        raise CommandError(f"alpine-lsp eval clone: {e}", code=2) from e
     try:
         res = clone_tiers.run(args, model)
     except (OSError, ValueError, KeyError) as e:
-        print(f"alpine-lsp eval clone --tiers: {e}", file=sys.stderr)
-        return 2
+        raise CommandError(f"alpine-lsp eval clone --tiers: {e}", code=2) from e
     res["model"] = model.name
     if args.write_thresholds:
         table = {

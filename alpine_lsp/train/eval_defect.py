@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..evalkit.data import load_devign
+from ..evalkit.errors import CommandError
 from ..evalkit.measure import sample
 from ..evalkit.output import dumps
 from ..model import ModelLoadError, load_model
@@ -377,19 +378,17 @@ def main(argv: list[str] | None = None) -> int:
         if any(not a >= 0 for a in alphas):
             raise ValueError
     except ValueError:
-        print(
+        raise CommandError(
             f"alpine-lsp eval defect: --alpha-sweep wants numbers >= 0 separated by commas, "
             f"got {args.alpha_sweep!r}",
-            file=sys.stderr,
-        )
-        return 2
+            code=2,
+        ) from None
 
     try:
         model = load_model(args.model, device="cpu", threads=args.threads)
         splits = load_devign(args.data)
     except (ModelLoadError, FileNotFoundError) as e:
-        print(f"alpine-lsp eval defect: {e}", file=sys.stderr)
-        return 2
+        raise CommandError(f"alpine-lsp eval defect: {e}", code=2) from e
     import torch
 
     train_limit = args.train_limit
@@ -399,8 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     valid = sample(splits["valid"], args.limit, SEED)
     train = sample(splits["train"], train_limit, SEED)
     if not test:
-        print("alpine-lsp eval defect: the test split is empty", file=sys.stderr)
-        return 2
+        raise CommandError("alpine-lsp eval defect: the test split is empty", code=2)
     codes = [r["func"] for r in test]
     labels = np.array([r["target"] for r in test])
     configs, note = configs_of(model)

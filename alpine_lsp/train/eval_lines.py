@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..evalkit.errors import CommandError
 from ..model import ModelLoadError, load_model
 from ..model.lines import combine_layers, has_call, line_starts, rank_lines, token_lines
 from .leaks import LINE_SETS, clean, load_rows
@@ -224,8 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         model = load_model(args.model, device="cpu", threads=args.threads)
     except ModelLoadError as e:
-        print(f"alpine-lsp eval lines: {e}", file=sys.stderr)
-        return 2
+        raise CommandError(f"alpine-lsp eval lines: {e}", code=2) from e
     results: dict = {
         "split": args.split,
         "model": model.name,

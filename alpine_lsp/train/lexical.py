@@ -12,13 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 from ..evalkit.data import load_devign
+from ..evalkit.errors import CommandError
 from ..model import ModelLoadError, load_model
 from ..model.files import Fusion
 from ..model.lexical import LexicalModel
@@ -87,13 +87,13 @@ def main(argv: list[str] | None = None) -> int:
         splits = load_devign(args.data)
         if out != src:
             if out.exists():
-                print(f"alpine-lsp train lexical: {out} exists; pick a new --out", file=sys.stderr)
-                return 2
+                raise CommandError(
+                    f"alpine-lsp train lexical: {out} exists; pick a new --out", code=2
+                )
             shutil.copytree(src, out)
         model = load_model(out, device="cpu", threads=args.threads)
     except (ModelLoadError, FileNotFoundError, OSError) as e:
-        print(f"alpine-lsp train lexical: {e}", file=sys.stderr)
-        return 2
+        raise CommandError(f"alpine-lsp train lexical: {e}", code=2) from e
     train, valid = splits["train"], splits["valid"]
     y_valid = np.array([r["target"] for r in valid])
 
