@@ -91,3 +91,24 @@ def test_one_admission_rule() -> None:
     assert refusal(b"a\x00b", 3, 10) == "binary file (NUL bytes)"
     assert refusal("a\x00b", 3, 10) == "binary file (NUL bytes)"  # decoded text alike
     assert refusal(b"x" * 8192 + b"\x00", 8193, 10_000) is None  # past the probe: text
+
+
+def test_check_skips_what_the_server_skips_by_budget(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """The per-document budgets cut in `check` as in the editor: a minified bundle gets no
+    findings in either, with the same words."""
+    from alpine_lsp.engine.engine import BUDGET, MAX_LINE_CHARS, skip_reason
+
+    body = "var a=[" + ",".join(["1"] * (MAX_LINE_CHARS // 2 + 10)) + "];"
+    text = "function f(){" + body + "}\nfunction g(x) { return x + 1; }\n"
+    path = tmp_path / "bundle.min.js"
+    path.write_text(text, encoding="utf-8")
+    settings = Settings(model=str(tiny_model_dir))
+    server = skip_reason(text, settings, "javascript")
+    assert server is not None and server.startswith(BUDGET)
+    model = load_model(str(tiny_model_dir), device="cpu")
+    with WorkspaceAnalysis(model, settings, None) as analysis:
+        assert analysis.add(path) == server.removeprefix(BUDGET)
+        assert analysis.files == 0
+        small = tmp_path / "ok.js"
+        small.write_text("function g(x) { return x + 1; }\n", encoding="utf-8")
+        assert analysis.add(small) is None and analysis.files == 1

@@ -25,7 +25,7 @@ from ..parsing import Function, extract_functions, file_ignored, language_for
 from ..parsing.clones import CloneKeys
 from . import policy
 from .cache import ScoreCache
-from .engine import Scorer
+from .engine import BUDGET, Scorer, function_budget, line_budget
 from .memory import release_memory
 from .models import ModelHolder
 from .positions import lsp_lines
@@ -154,8 +154,14 @@ class WorkspaceAnalysis:
         if refused:
             return refused
         text = data.decode("utf-8", errors="replace")
+        over = line_budget(text)  # the server's per-document budgets, so both skip alike
+        if over:
+            return over.removeprefix(BUDGET)
         try:
             functions = extract_functions(text, language)
+            over = function_budget(len(functions))
+            if over:
+                return over.removeprefix(BUDGET)
             scores = (self.scorer.score(functions, language) or []) if functions else []
             if len(scores) != len(functions):
                 raise RuntimeError("the model returned no scores")

@@ -266,12 +266,24 @@ def skip_reason(
     refused = refusal(text.head(BINARY_PROBE) if raw else text, size, limit, "alpine.maxFileSize")
     if refused:
         return refused
-    # Budget: minified or generated code, where per-edit work grows with the line.
-    if n > MAX_LINE_CHARS:
+    return line_budget(text, longest_line)
+
+
+def line_budget(text: str | RawText, longest_line: int | None = None) -> str | None:
+    """The budget on minified or generated code, where per-edit work grows with the line: the
+    server and `check` (engine/analysis.py) skip such a file alike."""
+    if len(text) > MAX_LINE_CHARS:
         if longest_line is None:
-            longest_line = text.longest_line() if raw else _longest_line(text)
+            longest_line = text.longest_line() if isinstance(text, RawText) else _longest_line(text)
         if longest_line > MAX_LINE_CHARS:
             return f"{BUDGET}a line longer than {MAX_LINE_CHARS} characters (minified code?)"
+    return None
+
+
+def function_budget(n_functions: int) -> str | None:
+    """The budget on functions per file (generated code), for the server and `check` alike."""
+    if n_functions > MAX_FUNCTIONS:
+        return f"{BUDGET}more than {MAX_FUNCTIONS:,} functions (generated code?)"
     return None
 
 
@@ -606,8 +618,9 @@ class Engine:
             snap = doc.snapshot() if doc is not None else None
         functions = doc.functions_of(snap) if doc is not None and snap is not None else []
         ignored_file = file_ignored(snap.text) if snap is not None else False
-        if len(functions) > MAX_FUNCTIONS and not skipped:
-            skipped = f"{BUDGET}more than {MAX_FUNCTIONS:,} functions (generated code?)"
+        over = None if skipped else function_budget(len(functions))
+        if over:
+            skipped = over
             if state.result is None or state.result.skipped != skipped:  # once, not per edit
                 log.info("%s: not analysed: %s", uri, skipped)
             functions = []
