@@ -26,12 +26,11 @@ from .report import (
     add_ratios,
     configs_of,
     efficiency,
+    finish,
     fmt,
     latency,
     lengths_table,
     metric_row,
-    plot_path,
-    plot_tokens,
     scoring_pass,
     table,
     tfidf,
@@ -306,25 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     res["none"].pop("memory_source")
     add_ratios(res)
     res["baseline"] = None if args.no_baseline else tfidf_baseline(funcs, train, valid, test)
-
-    plot = plot_path(args.report, args.plot)
-    if plot is not None:
-        plot_tokens(
-            {
-                "ALPINE (pruned)": res["pruned"]["tokens_per_layer"],
-                "no pruning": res["none"]["tokens_per_layer"],
-            },
-            plot,
-            f"BigCloneBench test, {model.name}",
-        )
-        res["plot"] = str(plot)
-    text = markdown(res, plot)
-    if args.report:
-        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.report).write_text(text, encoding="utf-8")
-        res["report"] = str(args.report)
-    print(dumps(res) if args.json else text)
-    return 0
+    return finish(res, args, f"BigCloneBench test, {model.name}", markdown)
 
 
 def _tiers(args: argparse.Namespace) -> int:

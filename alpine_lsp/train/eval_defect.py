@@ -19,7 +19,6 @@ import numpy as np
 from ..evalkit.data import load_devign
 from ..evalkit.errors import CommandError
 from ..evalkit.measure import sample
-from ..evalkit.output import dumps
 from ..model import ModelLoadError, load_model
 from ..pruning import NO_PRUNING
 from .lexical import C_GRID, fit_tfidf
@@ -33,12 +32,11 @@ from .metrics import (
 from .report import (
     add_ratios,
     configs_of,
+    finish,
     fmt,
     latency,
     lengths_table,
     metric_row,
-    plot_path,
-    plot_tokens,
     scoring_pass,
     table,
 )
@@ -449,25 +447,7 @@ def main(argv: list[str] | None = None) -> int:
     if alphas:
         res["alpha_sweep"] = alpha_sweep(model, valid, alphas)
     res["baseline"] = None if args.no_baseline else tfidf_baseline(train, valid, test)
-
-    plot = plot_path(args.report, args.plot)
-    if plot is not None:
-        plot_tokens(
-            {
-                "ALPINE (pruned)": res["pruned"]["tokens_per_layer"],
-                "no pruning": res["none"]["tokens_per_layer"],
-            },
-            plot,
-            f"Devign test, {model.name}",
-        )
-        res["plot"] = str(plot)
-    text = markdown(res, plot)
-    if args.report:
-        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.report).write_text(text, encoding="utf-8")
-        res["report"] = str(args.report)
-    print(dumps(res) if args.json else text)
-    return 0
+    return finish(res, args, f"Devign test, {model.name}", markdown)
 
 
 if __name__ == "__main__":

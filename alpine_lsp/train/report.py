@@ -134,6 +134,31 @@ def plot_path(report: str | None, plot: str | None) -> Path | None:
     return None
 
 
+def finish(res: dict, args, title: str, markdown) -> int:
+    """The end of an `eval` command: the token-length plot (when asked for or beside a
+    report), the Markdown report written, then JSON or the Markdown printed."""
+    from ..evalkit.output import dumps
+
+    plot = plot_path(args.report, args.plot)
+    if plot is not None:
+        plot_tokens(
+            {
+                "ALPINE (pruned)": res["pruned"]["tokens_per_layer"],
+                "no pruning": res["none"]["tokens_per_layer"],
+            },
+            plot,
+            title,
+        )
+        res["plot"] = str(plot)
+    text = markdown(res, plot)
+    if args.report:
+        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.report).write_text(text, encoding="utf-8")
+        res["report"] = str(args.report)
+    print(dumps(res) if args.json else text)
+    return 0
+
+
 def fmt(x, digits: int = 3) -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "n/a"
