@@ -96,7 +96,7 @@ def test_one_admission_rule() -> None:
 def test_check_skips_what_the_server_skips_by_budget(tiny_model_dir: Path, tmp_path: Path) -> None:
     """The per-document budgets cut in `check` as in the editor: a minified bundle gets no
     findings in either, with the same words."""
-    from alpine_lsp.engine.engine import BUDGET, MAX_LINE_CHARS, skip_reason
+    from alpine_lsp.engine.documents import BUDGET, MAX_LINE_CHARS, skip_reason
 
     body = "var a=[" + ",".join(["1"] * (MAX_LINE_CHARS // 2 + 10)) + "];"
     text = "function f(){" + body + "}\nfunction g(x) { return x + 1; }\n"

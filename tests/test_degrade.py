@@ -340,7 +340,8 @@ def test_extraction_on_one_long_line_is_not_quadratic():
 
 
 def test_minified_file_is_skipped_by_budget_and_edits_stay_exact():
-    from alpine_lsp.engine.engine import BUDGET, Engine
+    from alpine_lsp.engine.documents import BUDGET
+    from alpine_lsp.engine.engine import Engine
     from alpine_lsp.engine.settings import Settings
 
     e = Engine(Settings(debounce_ms=10), cache_path=False)
@@ -360,11 +361,12 @@ def test_minified_file_is_skipped_by_budget_and_edits_stay_exact():
 
 
 def test_too_many_functions_is_a_budget_cut(monkeypatch):
-    import alpine_lsp.engine.engine as engine_mod
-    from alpine_lsp.engine.engine import BUDGET, Engine
+    import alpine_lsp.engine.documents as documents_mod
+    from alpine_lsp.engine.documents import BUDGET
+    from alpine_lsp.engine.engine import Engine
     from alpine_lsp.engine.settings import Settings
 
-    monkeypatch.setattr(engine_mod, "MAX_FUNCTIONS", 3)
+    monkeypatch.setattr(documents_mod, "MAX_FUNCTIONS", 3)  # the budget lives with the store
     e = Engine(Settings(debounce_ms=0), cache_path=False)
     try:
         uri = "file:///tmp/gen.c"

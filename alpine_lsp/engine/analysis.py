@@ -25,7 +25,8 @@ from ..parsing import Function, extract_functions, file_ignored, language_for
 from ..parsing.clones import CloneKeys
 from . import policy
 from .cache import ScoreCache
-from .engine import BUDGET, Scorer, function_budget, line_budget
+from .documents import BUDGET, function_budget, line_budget
+from .engine import Scorer
 from .memory import release_memory
 from .models import ModelHolder
 from .positions import lsp_lines

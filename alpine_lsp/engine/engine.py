@@ -1,9 +1,12 @@
 """What to score when: open documents, debounced analysis, the score cache and the index.
 
-The engine knows nothing of LSP. The server feeds it text changes (code-point positions) and
-receives `DocumentResult`s through a callback, on the worker thread. Invariants:
+The engine knows nothing of LSP. The server feeds it text changes (in the client's position
+encoding; `documents.py` applies them) and receives `DocumentResult`s through a callback, on
+the worker thread. Invariants:
 - only functions whose text hash is not cached for the current model are scored;
-- the changed functions of a document go through the model together;
+- a document's unscored functions are scored in calls of SCORE_CHUNK (the model batches
+  them); a pass stops after ANALYSIS_BUDGET_S of model time and the rest is published as
+  pending, then scored by the next pass;
 - a result whose document version has moved on is dropped, never published.
 """
 
@@ -23,16 +26,19 @@ from pathlib import Path
 from typing import TypeVar
 
 from ..index import (
-    BINARY_PROBE,
     IndexStore,
     Match,
     index_db_path,
-    refusal,
 )
 from ..model.score import FunctionScore
-from ..parsing import Function, ParsedDocument, file_ignored, language_for
+from ..parsing import Function, file_ignored
 from .adapter import AdapterWatcher
 from .cache import ScoreCache, default_cache_path, usable_cache_dir
+from .documents import (
+    DocumentState,
+    DocumentStore,
+    function_budget,
+)
 from .indexer import WorkspaceIndexer, index_uri
 from .memory import release_memory, settle_heap, unsettle_heap
 from .models import ModelHolder
@@ -44,8 +50,7 @@ from .policy import (
     language_off,
     language_table,
 )
-from .positions import client_offset, lsp_lines
-from .rawtext import RawText
+from .positions import lsp_lines
 from .scheduler import INDEX, OTHER, Scheduler, Stopped
 from .settings import Settings
 from .similar import MAX_PER_FILE, KeyCache, find, thresholds
@@ -182,20 +187,6 @@ def _moved(old: list[Function], new: list[Function]) -> list[int]:
     return [i for i, x in enumerate(same) if not x]
 
 
-@dataclass
-class DocumentState:
-    uri: str
-    language: str | None
-    version: int | None
-    parsed: ParsedDocument | None
-    skipped: str | None
-    changed_at: float = 0.0
-    result: DocumentResult | None = None
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    raw: RawText | None = None  # the text while it is not parsed (skipped): edits still apply
-    memo: _Memo | None = None  # the worker's own: read and written by analysis only
-
-
 @dataclass(frozen=True, slots=True)
 class ModelState:
     """The model holder as features see it: state is idle, loading, ready or failed."""
@@ -232,78 +223,13 @@ CLOSE_TRIM_S = 0.5  # after a close, the worker trims the heap (closing many: af
 # (~7 KB each) and 20,000 clone keys (~1 KB) grew the server steadily (bench soak, issue 20).
 CACHE_MARGIN = 256
 CACHE_MARGIN_NO_DB = 2000  # without a cache directory the LRU is the only score store
-MAX_LINE_CHARS = 100_000  # a 45K-character bundle line is still analysed
-# Budget: more functions than this in one file is generated code (a 20,000-function file is
-# still analysed, an edit in it costs ~0.2 s); each would be scored and indexed.
-MAX_FUNCTIONS = 50_000
 # Budget: the model time one analysis may take. A file opened with thousands of functions is
 # scored in passes of about this long, each published (the rest pending), so the worker can
 # serve other documents' edits between them (each pass also costs a re-analysis of the whole
 # file, ~0.2 s at 20,000 functions: a shorter pass would spend too much of the time on that).
 ANALYSIS_BUDGET_S = 2.0
 SCORE_CHUNK = 32
-BUDGET = "budget: "  # skip reasons that are per-document budgets get an Information diagnostic
 _NO_HINTS = ("no hints",)  # a memo's similar_key when no function got hints
-
-
-def skip_reason(
-    text: str | RawText,
-    settings: Settings,
-    language: str | None,
-    nbytes: int | None = None,
-    longest_line: int | None = None,
-) -> str | None:
-    """Why a document is not analysed, or None. `nbytes` and `longest_line`, when the caller
-    knows them, spare a pass over the text (this runs on every edit)."""
-    if language is None:
-        return "no grammar for this language"
-    if settings.languages is not None and language not in settings.languages:
-        return f"{language} is not in alpine.languages"
-    n, limit = len(text), settings.max_file_size
-    raw = isinstance(text, RawText)
-    # A code point is 1-4 bytes: encode only when the length alone cannot tell.
-    size = n if n > limit or n * 4 <= limit else _utf8_length(text, nbytes)
-    refused = refusal(text.head(BINARY_PROBE) if raw else text, size, limit, "alpine.maxFileSize")
-    if refused:
-        return refused
-    return line_budget(text, longest_line)
-
-
-def line_budget(text: str | RawText, longest_line: int | None = None) -> str | None:
-    """The budget on minified or generated code, where per-edit work grows with the line: the
-    server and `check` (engine/analysis.py) skip such a file alike."""
-    if len(text) > MAX_LINE_CHARS:
-        if longest_line is None:
-            longest_line = text.longest_line() if isinstance(text, RawText) else _longest_line(text)
-        if longest_line > MAX_LINE_CHARS:
-            return f"{BUDGET}a line longer than {MAX_LINE_CHARS} characters (minified code?)"
-    return None
-
-
-def function_budget(n_functions: int) -> str | None:
-    """The budget on functions per file (generated code), for the server and `check` alike."""
-    if n_functions > MAX_FUNCTIONS:
-        return f"{BUDGET}more than {MAX_FUNCTIONS:,} functions (generated code?)"
-    return None
-
-
-def _utf8_length(text: str | RawText, known: int | None) -> int:
-    if known is not None:
-        return known
-    if isinstance(text, RawText):
-        return text.utf8_length()
-    return len(text.encode("utf-8", "surrogatepass"))
-
-
-def _longest_line(text: str) -> int:
-    return max(map(len, text.split("\n")))
-
-
-def _span_longest_line(text: str, a: int, b: int) -> int:
-    """The longest line among those that [a, b) of `text` touches."""
-    start = text.rfind("\n", 0, a) + 1
-    end = text.find("\n", b)
-    return _longest_line(text[start : end if end >= 0 else len(text)])
 
 
 class Scorer:
@@ -409,8 +335,7 @@ class Engine:
         self.cache = ScoreCache(cache_path or None)
         self.scorer = Scorer(self.holder, self.cache, self.stats)
         self.scorer.lines_wanted = lambda: self.settings.line_hints
-        self.docs: dict[str, DocumentState] = {}
-        self._docs_lock = threading.Lock()
+        self.documents = DocumentStore(lambda: self.settings, self.stats)
         self.on_result = on_result or (lambda r: None)
         self.on_model = on_model or (lambda h: None)
         self.index: IndexStore | None = None
@@ -429,10 +354,15 @@ class Engine:
             clone_keys=self.clone_keys,
             stats=self.stats,
             settings=lambda: self.settings,
-            open_uris=lambda: list(self.docs),
+            open_uris=self.documents.uris,
             reanalyze=self.reanalyze_all,
         )
         self._languages_logged: set[str] = set()
+
+    @property
+    def docs(self) -> dict[str, DocumentState]:
+        """The open documents' states (the store's own dict: read, never write)."""
+        return self.documents.docs
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self, root: Path | None) -> None:
@@ -481,9 +411,7 @@ class Engine:
     def update_settings(self, settings: Settings) -> None:
         old = self.settings
         self.settings = settings
-        for state in list(self.docs.values()):  # alpine.languages, alpine.maxFileSize
-            with state.lock:
-                self._recheck_skip(state)
+        self.documents.recheck_all()  # alpine.languages, alpine.maxFileSize
         if settings.model_key() != old.model_key():
             self.load_model()  # re-analysis follows when it is ready
         else:
@@ -491,16 +419,7 @@ class Engine:
 
     # -- documents --------------------------------------------------------------------------
     def open(self, uri: str, text: str, language_id: str | None, version: int | None) -> None:
-        language = language_for(uri, language_id)
-        reason = skip_reason(text, self.settings, language)
-        parsed = ParsedDocument(text, language) if reason is None and language else None
-        if reason:
-            log.info("%s: not analysed: %s", uri, reason)
-            self.stats.add("files_skipped")
-        state = DocumentState(uri, language, version, parsed, reason, time.perf_counter())
-        state.raw = RawText(text) if parsed is None else None
-        with self._docs_lock:
-            self.docs[uri] = state
+        self.documents.open(uri, text, language_id, version)
         self.worker.schedule(uri, 0)
 
     def change(
@@ -511,73 +430,16 @@ class Engine:
         encoding: str = "utf-32",
         full_text: str | None = None,
     ) -> None:
-        """Apply range edits in order: (start_line, start_char, end_line, end_char) counted in
-        `encoding` units (the client's), or None for a full replacement. Out-of-range positions
-        clamp to the document. `full_text`, when given, wins over our own result."""
-        state = self.docs.get(uri)
-        if state is None:
+        """Apply edits to an open document (`DocumentStore.apply_changes`) and schedule its
+        analysis; a change to a document that is not open opens it when `full_text` is given."""
+        if not self.documents.apply_changes(uri, version, edits, encoding, full_text):
             if full_text is not None:
                 self.open(uri, full_text, None, version)
             return
-        # Only O(edit) work and C-speed copies here, under a lock that analysis holds only to
-        # take a snapshot: the message loop waits for neither a parse nor a line table.
-        with state.lock:
-            state.version = version
-            state.changed_at = time.perf_counter()
-            longest: int | None = None  # of the lines the edits touched, when known
-            if state.parsed is None:
-                # Skipped documents keep their text (a rope): an edit can make them analysable.
-                raw = state.raw if state.raw is not None else RawText()
-                for rng, new in edits:
-                    if rng is None:
-                        raw = RawText(new)
-                    else:
-                        raw.splice(rng, new, encoding)
-                state.raw = RawText(full_text) if full_text is not None else raw
-            else:
-                doc = state.parsed
-                longest = 0
-                for rng, new in edits:
-                    if rng is None:
-                        doc.replace_text(new)
-                        longest = None
-                        continue
-                    text = doc.text
-                    a = client_offset(text, rng[0], rng[1], encoding)
-                    b = client_offset(text, rng[2], rng[3], encoding)
-                    a, b = min(a, b), max(a, b)
-                    doc.replace(a, b, new)
-                    if longest is not None:
-                        longest = max(longest, _span_longest_line(doc.text, a, a + len(new)))
-                if full_text is not None and doc.text != full_text:
-                    log.warning("%s: edit stream diverged from the client; resynchronising", uri)
-                    doc.replace_text(full_text)
-                    longest = None
-                if longest is not None and longest > MAX_LINE_CHARS:
-                    longest = None  # an earlier edit's long line may be gone: measure it all
-            self._recheck_skip(state, longest)
         self.worker.schedule(uri, self.settings.debounce_ms / 1000)
 
-    def _recheck_skip(self, state: DocumentState, longest: int | None = None) -> None:
-        """Parse or skip a document by its current text and the settings (lock held): whether
-        it is analysed depends on them, not on its history. `longest`: the longest line an
-        edit touched in a parsed document (whose other lines were within the budget)."""
-        if state.parsed is not None:
-            doc = state.parsed
-            reason = skip_reason(doc.text, self.settings, state.language, doc.nbytes, longest)
-            if reason:
-                log.info("%s: not analysed: %s", state.uri, reason)
-                state.parsed, state.raw = None, RawText(doc.text)
-        else:
-            raw = state.raw if state.raw is not None else RawText()
-            reason = skip_reason(raw, self.settings, state.language)
-            if reason is None and state.language:
-                state.parsed, state.raw = ParsedDocument(str(raw), state.language), None
-        state.skipped = reason
-
     def close(self, uri: str) -> None:
-        with self._docs_lock:
-            self.docs.pop(uri, None)
+        self.documents.close(uri)
         if self.index is not None:
             self.index.forget_rows(index_uri(uri))
         # In place of its analysis: once the queue is empty the worker hands what the
@@ -596,8 +458,7 @@ class Engine:
     def _fit_caches(self, uri: str | None = None, n_current: int = 0) -> None:
         """Size the score LRU and the clone-key cache to the open documents' functions (those
         of `uri` counted as `n_current`) plus a margin; evicts at once when they shrink."""
-        with self._docs_lock:
-            states = [s for u, s in self.docs.items() if u != uri]
+        states = self.documents.states(but=uri)
         n = n_current + sum(len(s.result.functions) for s in states if s.result is not None)
         margin = CACHE_MARGIN if self.cache.db_path is not None else CACHE_MARGIN_NO_DB
         self.cache.resize(margin + n)
@@ -1002,14 +863,8 @@ class Engine:
         return uri in self.docs
 
     def document_text(self, uri: str) -> tuple[int | None, str] | None:
-        """(version, current text) of an open document, read under its lock; None if closed.
-        Joins a skipped document's rope: for tests and tools, not for every request."""
-        state = self.docs.get(uri)
-        if state is None:
-            return None
-        with state.lock:
-            text = state.parsed.text if state.parsed is not None else str(state.raw or "")
-            return state.version, text
+        """(version, current text) of an open document, read under its lock; None if closed."""
+        return self.documents.text(uri)
 
     def model_state(self) -> ModelState:
         holder = self.holder
@@ -1045,7 +900,7 @@ class Engine:
             "load_seconds": holder.load_seconds,
             **(holder.model.info() if holder.model else {}),
         }
-        out["documents"] = len(self.docs)
+        out["documents"] = len(self.documents)
         out["pending"] = self.worker.pending()
         out["queued"] = self.worker.queued()
         out["score_threads"] = sorted(self.scorer.threads)

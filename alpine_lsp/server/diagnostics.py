@@ -6,7 +6,8 @@ from types import MappingProxyType
 
 from lsprotocol import types
 
-from ..engine.engine import BUDGET, DocumentResult, FunctionResult
+from ..engine.documents import BUDGET
+from ..engine.engine import DocumentResult, FunctionResult
 from ..engine.hints import MAX_RELATED, DefectHint, build_hint
 from ..engine.similar import describe, summary
 from .base import Feature, handles
