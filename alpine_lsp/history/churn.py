@@ -27,15 +27,13 @@ import numpy as np
 
 from ..parsing import extract_functions, language_for
 from .mine import (
-    GENERATED,
-    MAX_BLOB_BYTES,
-    SUBMODULE_MODE,
-    TEST_PATH,
     BlobReader,
     _by_name,
     _collapse,
     is_fix_message,
     iter_commits,
+    path_refusal,
+    read_source,
 )
 
 NAMES = ("log_changes", "log_fixes", "log_days_since_change", "log_age_days", "log_authors")
@@ -58,7 +56,6 @@ class Churn:
     events: dict[tuple[str, str], _Events]
     commit_index: dict[str, int]
     head_time: int
-    skipped: dict[str, int]
 
     def features(self, path: str, name: str, before: int, now: int) -> list[float]:
         """The NAMES columns for a function as of commit index `before` (exclusive), `now` the
@@ -92,16 +89,14 @@ class Churn:
 
 
 def _functions(blobs: BlobReader, sha: str, language: str) -> dict[str, str] | None:
-    """Qualified name → collapsed text, or None when the blob cannot be read as source."""
-    data = blobs.read(sha)
-    if data is None or len(data) > MAX_BLOB_BYTES or b"\x00" in data[:8192]:
-        return None
-    if GENERATED.search(data[:1024]):
+    """Qualified name → collapsed text, or None when the blob cannot be read as source (the
+    same rule as the fix rows: `mine.read_source`)."""
+    text, _ = read_source(blobs, sha)
+    if text is None:
         return None
     try:
-        text = data.decode("utf-8")
         return {n: _collapse(t) for n, t in _by_name(extract_functions(text, language)).items()}
-    except Exception:  # non-UTF-8 or a parser failure: this version adds nothing
+    except Exception:  # a parser failure: this version adds nothing
         return None
 
 
@@ -114,10 +109,10 @@ def walk(
 ) -> Churn:
     repo = Path(repo)
     events: dict[tuple[str, str], _Events] = {}
+    names: dict[str, set[str]] = {}  # path → the names with events there (renames move them)
     commit_index: dict[str, int] = {}
     last: dict[str, tuple[str, dict[str, str]]] = {}  # path → (blob sha, its functions)
     authors: dict[str, int] = {}
-    skipped = {"unreadable versions": 0}
     head_time = 0
     blobs = BlobReader(repo)
 
@@ -125,10 +120,7 @@ def walk(
         hit = last.get(path)
         if hit is not None and hit[0] == sha:
             return hit[1]
-        fns = _functions(blobs, sha, language)
-        if fns is None:
-            skipped["unreadable versions"] += 1
-        return fns
+        return _functions(blobs, sha, language)
 
     try:
         for c in iter_commits(repo, since, until, oldest_first=True):
@@ -145,9 +137,7 @@ def walk(
                 old_mode, new_mode, old, new, status, *paths = ch
                 path = paths[-1]
                 language = language_for(path)
-                if language is None or SUBMODULE_MODE in (old_mode, new_mode):
-                    continue
-                if TEST_PATH.search(path) or path.startswith('"'):
+                if language is None or path_refusal(path, old_mode, new_mode):
                     continue
                 if status.startswith("D"):
                     last.pop(path, None)
@@ -155,8 +145,9 @@ def walk(
                 before: dict[str, str] = {}
                 if status.startswith("R") and len(paths) == 2:
                     src = paths[0]
-                    for p, n in [key for key in events if key[0] == src]:
-                        events[(path, n)] = events.pop((p, n))
+                    for n in names.pop(src, ()):
+                        events[(path, n)] = events.pop((src, n))
+                        names.setdefault(path, set()).add(n)
                     prev = last.pop(src, None)
                     before = prev[1] if prev is not None else {}
                 elif status.startswith("M"):
@@ -170,6 +161,7 @@ def walk(
                     ev = events.get((path, name))
                     if ev is None:
                         ev = events[(path, name)] = _Events()
+                        names.setdefault(path, set()).add(name)
                     if ev.born is None:
                         ev.born = c.time
                     if name not in before or before[name] == text:
@@ -180,4 +172,4 @@ def walk(
                     ev.author.append(who)
     finally:
         blobs.close()
-    return Churn(events, commit_index, head_time, skipped)
+    return Churn(events, commit_index, head_time)

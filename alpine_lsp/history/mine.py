@@ -228,6 +228,34 @@ def _by_name(functions) -> dict[str, str]:
     return {f.name: f.text for f in functions if seen[f.name] == 1 and not f.ignored}
 
 
+def path_refusal(path: str, old_mode: str, new_mode: str) -> str | None:
+    """Why a changed path is not mined (the `skipped` key), or None: submodules, quoted
+    (unusual) names and test files, for both the fix rows and the change history."""
+    if SUBMODULE_MODE in (old_mode, new_mode):
+        return "submodule changes"
+    if path.startswith('"'):
+        return "unusual file names"
+    if TEST_PATH.search(path):
+        return "test files"
+    return None
+
+
+def read_source(blobs: BlobReader, sha: str) -> tuple[str | None, str | None]:
+    """(text, None) for a blob that reads as hand-written source, else (None, why): too large
+    or unreadable, binary, generated or not UTF-8 (the `skipped` keys)."""
+    data = blobs.read(sha)
+    if data is None or len(data) > MAX_BLOB_BYTES:
+        return None, "files too large or unreadable"
+    if b"\x00" in data[:8192]:
+        return None, "binary files"
+    if GENERATED.search(data[:1024]):
+        return None, "generated files"
+    try:
+        return data.decode("utf-8"), None
+    except UnicodeDecodeError:
+        return None, "non-UTF-8 files"
+
+
 def mine(
     repo: str | Path,
     since: str | None = None,
@@ -286,11 +314,9 @@ def _fix_rows(
             continue
         if status != "M":
             continue  # added, deleted, type change: no before/after pair
-        if path.startswith('"'):
-            skipped["unusual file names"] += 1
-            continue
-        if TEST_PATH.search(path):
-            skipped["test files"] += 1
+        why = path_refusal(path, old_mode, new_mode)
+        if why:
+            skipped[why] += 1
             continue
         files.append((path, old, new))
     if not files:
@@ -304,28 +330,14 @@ def _fix_rows(
     for path, old, new in files:
         language = language_for(path)
         assert language is not None
-        texts = []
+        texts: list[str] = []
         for sha in (old, new):
-            data = blobs.read(sha)
-            if data is None or len(data) > MAX_BLOB_BYTES:
-                texts = None
-                skipped["files too large or unreadable"] += 1
+            text, why = read_source(blobs, sha)
+            if text is None:
+                skipped[why or "files too large or unreadable"] += 1
                 break
-            if b"\x00" in data[:8192]:
-                texts = None
-                skipped["binary files"] += 1
-                break
-            if GENERATED.search(data[:1024]):
-                texts = None
-                skipped["generated files"] += 1
-                break
-            try:
-                texts.append(data.decode("utf-8"))
-            except UnicodeDecodeError:
-                texts = None
-                skipped["non-UTF-8 files"] += 1
-                break
-        if texts is None:
+            texts.append(text)
+        if len(texts) != 2:
             continue
         try:
             before = _by_name(extract_functions(texts[0], language))
