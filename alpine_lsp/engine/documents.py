@@ -34,6 +34,9 @@ MAX_LINE_CHARS = 100_000  # a 45K-character bundle line is still analysed
 # still analysed, an edit in it costs ~0.2 s); each would be scored and indexed.
 MAX_FUNCTIONS = 50_000
 BUDGET = "budget: "  # skip reasons that are per-document budgets get an Information diagnostic
+# Range edits in order: (start_line, start_char, end_line, end_char) in the client's units, or
+# None for a full replacement, with the new text.
+Edits = Iterable[tuple[tuple[int, int, int, int] | None, str]]
 
 
 @dataclass
@@ -123,7 +126,8 @@ class DocumentStore:
         return self.docs.get(uri)
 
     def uris(self) -> list[str]:
-        return list(self.docs)
+        with self._lock:  # read from the indexer's thread too
+            return list(self.docs)
 
     def states(self, but: str | None = None) -> list[DocumentState]:
         """Every open document's state (but `but`'s), read under the store's lock."""
@@ -153,7 +157,7 @@ class DocumentStore:
         self,
         uri: str,
         version: int | None,
-        edits: Iterable[tuple[tuple[int, int, int, int] | None, str]],
+        edits: Edits,
         encoding: str = "utf-32",
         full_text: str | None = None,
     ) -> bool:

@@ -20,7 +20,7 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -34,11 +34,7 @@ from ..model.score import FunctionScore
 from ..parsing import Function, file_ignored
 from .adapter import AdapterWatcher
 from .cache import ScoreCache, default_cache_path, usable_cache_dir
-from .documents import (
-    DocumentState,
-    DocumentStore,
-    function_budget,
-)
+from .documents import DocumentState, DocumentStore, Edits, function_budget
 from .indexer import WorkspaceIndexer, index_uri
 from .memory import release_memory, settle_heap, unsettle_heap
 from .models import ModelHolder
@@ -426,7 +422,7 @@ class Engine:
         self,
         uri: str,
         version: int | None,
-        edits: Iterable[tuple[tuple[int, int, int, int] | None, str]],
+        edits: Edits,
         encoding: str = "utf-32",
         full_text: str | None = None,
     ) -> None:

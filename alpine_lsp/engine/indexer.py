@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Generator, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..index import IndexStore, iter_source_files, read_source_file, refusal
 from ..model.score import FunctionScore
@@ -31,6 +32,9 @@ from .scheduler import INDEX, OTHER, Scheduler, Stopped
 from .settings import Settings
 from .similar import KeyCache, index_entries
 from .stats import Stats
+
+if TYPE_CHECKING:
+    from .engine import Scorer
 
 log = logging.getLogger("alpine_lsp.engine")
 
@@ -51,7 +55,7 @@ class WorkspaceIndexer:
         *,
         holder: ModelHolder,
         worker: Scheduler,
-        scorer,
+        scorer: Scorer,
         cache: ScoreCache,
         pool: ScorePool,
         clone_keys: KeyCache,
