@@ -193,6 +193,26 @@ def test_server_document_text_follows_edits(srv):
     assert doc["version"] == 2
 
 
+def test_finished_notifications_leave_no_handler_behind(srv):
+    # pygls 2.1 kept the future of every document notification for good (1.7 KB a keystroke).
+    uri = _uri(srv, "many-edits.c")
+    srv.notify(
+        "textDocument/didOpen",
+        {"textDocument": {"uri": uri, "languageId": "c", "version": 1, "text": "int a;\n"}},
+    )
+    span = {"start": {"line": 0, "character": 4}, "end": {"line": 0, "character": 5}}
+    for v in range(2, 402):
+        srv.notify(
+            "textDocument/didChange",
+            {
+                "textDocument": {"uri": uri, "version": v},
+                "contentChanges": [{"range": span, "text": "b"}],
+            },
+        )
+    srv.notify("textDocument/didClose", {"textDocument": {"uri": uri}})
+    assert srv.stats()["handlers_in_flight"] <= 2
+
+
 def test_requests_before_initialize_get_32002(tmp_path):
     c = RawClient(tmp_path / "cache", tmp_path / "s.log")
     try:

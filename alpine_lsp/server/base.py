@@ -14,6 +14,7 @@ and never `app` (`tests/test_architecture.py`).
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 from collections.abc import Callable
@@ -112,6 +113,23 @@ class AlpineProtocol(LanguageServerProtocol):
         if data.get("method") == types.TEXT_DOCUMENT_DID_CHANGE and "jsonrpc" in data:
             _clamp_edit_positions(data.get("params"))
         return super().structure_message(data)
+
+    def _execute_handler(self, msg_id, handler, callback, args=None, kwargs=None) -> None:
+        super()._execute_handler(msg_id, handler, callback=callback, args=args, kwargs=kwargs)
+        # pygls 2.1 files the future of every generator handler (our document notifications,
+        # its own `initialized`, ...) under a fresh id and only requests' replies take it out:
+        # about 1.7 KB stayed per didChange, forever. Take it out once it is done.
+        future = self._request_futures.get(msg_id)
+        if future is not None:
+            future.add_done_callback(functools.partial(self._forget, msg_id))
+
+    def _forget(self, msg_id, future) -> None:
+        if self._request_futures.get(msg_id) is future:
+            del self._request_futures[msg_id]
+
+    def in_flight(self) -> int:
+        """Handlers started and not yet finished (requests and notifications)."""
+        return len(self._request_futures)
 
     def _user(self, method: str, params):
         if (handler := self.fm.features.get(method)) is not None:

@@ -21,6 +21,7 @@ class Stats(Feature):
         out = self.server.engine.report()
         out["pull_diagnostics"] = self.server.caps.pull
         out["position_encoding"] = self.server.caps.encoding
+        out["handlers_in_flight"] = self.server.protocol.in_flight()
         return out
 
     @handles(DOCUMENT, check=_document_params)
