@@ -4,6 +4,7 @@ model's first forward happens during its load."""
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import os
 import sys
@@ -167,3 +168,31 @@ def test_allocator_tuning_bounds_the_heap_arenas_of_later_threads(tmp_path: Path
     assert arenas("plain") > ARENAS  # glibc's default: a new arena per allocating thread
     assert arenas("tuned") <= ARENAS
     assert arenas("tuned", MALLOC_ARENA_MAX="4") > ARENAS  # the user's own value wins
+
+
+def _sqlite_memory_used() -> int:
+    """Bytes SQLite holds in this process (its own counter, from the library Python loaded)."""
+    import _sqlite3
+
+    fn = ctypes.CDLL(_sqlite3.__file__).sqlite3_memory_used
+    fn.restype = ctypes.c_int64
+    return int(fn())
+
+
+def test_closing_the_last_document_hands_sqlite_page_caches_back(engine: Engine) -> None:
+    assert engine.cache.db_path is not None and engine.index is not None
+    uris = [f"file:///tmp/soak/p{n}.c" for n in range(6)]
+    for i, uri in enumerate(uris):
+        engine.open(uri, build_file(FUNCS)[0].replace("= 0;", f"= {i};"), "c", 1)
+    _wait(lambda: all(_scored(engine, u, 1) for u in uris))
+    _wait(lambda: engine.worker.pending() == 0)
+    engine.close(uris[0])  # others stay open: the page caches stay warm for them
+    _wait(lambda: engine.worker.pending() == 0)
+    time.sleep(0.2)
+    still_open = _sqlite_memory_used()
+    for uri in uris[1:]:
+        engine.close(uri)
+    time.sleep(0.2)
+    _wait(lambda: engine.worker.pending() == 0)
+    after = _sqlite_memory_used()
+    assert after < still_open - 8192, (still_open, after)  # at least two 4 KB pages went back

@@ -314,6 +314,15 @@ class ScoreCache:
             while len(self.memory) > self.memory_items:
                 self.memory.popitem(last=False)
 
+    def release_memory(self) -> None:
+        """Hand SQLite's page cache back (nothing is open: it would only wait for reuse)."""
+        with self._lock:
+            if self._db is not None:
+                try:
+                    self._db.execute("PRAGMA shrink_memory")
+                except sqlite3.Error as e:
+                    log.debug("score cache shrink_memory: %s", e)
+
     def _remember(self, key: tuple[str, str, str], score: FunctionScore) -> None:
         self.memory[key] = score
         self.memory.move_to_end(key)

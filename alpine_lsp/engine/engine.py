@@ -464,6 +464,10 @@ class Engine:
         state = self.docs.get(uri)
         if state is None:  # closed: what it kept in the caches goes too
             self._fit_caches()
+            if not self.documents.uris():  # the last one: SQLite's page caches go back too
+                self.cache.release_memory()
+                if self.index is not None:
+                    self.index.release_memory()
             self._idle_trim(collect=True)
             return
         t0 = time.perf_counter()

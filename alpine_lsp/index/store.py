@@ -651,6 +651,15 @@ class IndexStore:
         with self._lock:
             self._rows_of.pop(uri, None)
 
+    def release_memory(self) -> None:
+        """Hand SQLite's page cache back (nothing is open: it would only wait for reuse)."""
+        with self._lock:
+            if self._db is not None:
+                try:
+                    self._db.execute("PRAGMA shrink_memory")
+                except sqlite3.Error as e:
+                    log.debug("index shrink_memory: %s", e)
+
     def replace_file(
         self, uri: str, entries: list[IndexEntry], _rows: set[tuple] | None = None
     ) -> None:
