@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from alpine_lsp.evalkit.errors import CommandError
 from alpine_lsp.history import learn as learn_mod
 from alpine_lsp.history.fit import pairwise_accuracy, precision_at_budget, roc_auc
 from alpine_lsp.history.mine import HistoryError, is_fix_message, mine
@@ -201,10 +202,11 @@ def test_too_few_pairs_writes_no_adapter(tmp_path, tiny_model_dir, capsys):
     r = Repo(tmp_path / "r")
     r.commit("start", {"a.c": c_file({0: BUGGY})})
     r.commit("Fix overflow", {"a.c": c_file({0: FIXED})})
-    code = learn_mod.main([str(r.path), "--model", str(tiny_model_dir), "--threads", "1"])
-    err = capsys.readouterr().err
-    assert code == 1
-    assert "only 1 usable fix pairs" in err and "No adapter was written" in err
+    with pytest.raises(CommandError) as raised:
+        learn_mod.main([str(r.path), "--model", str(tiny_model_dir), "--threads", "1"])
+    assert raised.value.code == 1
+    assert "only 1 usable fix pairs" in str(raised.value)
+    assert "No adapter was written" in str(raised.value)
     assert not adapter_dir(r.path).exists()
 
 

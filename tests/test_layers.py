@@ -20,7 +20,7 @@ ALLOWED: dict[str, set[str]] = {
     "index": {"parsing"},
     "engine": {"model", "pruning", "parsing", "index"},
     "server": {"", "engine", "parsing", "history"},
-    "history": {"engine", "index", "model", "parsing"},
+    "history": {"engine", "evalkit", "index", "model", "parsing"},
     "evalkit": {"pruning"},
     "train": {"evalkit", "model", "pruning", "parsing", "index", "engine"},  # the flag rule
     "bench": {"evalkit", "model", "pruning", "parsing", "index", "engine"},

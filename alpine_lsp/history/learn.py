@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..evalkit.errors import CommandError
 from ..model.adapter import adapter_dir, build_features, feature_names, save_adapter
 from ..model.score import FunctionScore, ModelLoadError
 from ..parsing import function_hash
@@ -360,8 +361,7 @@ def main(argv: list[str]) -> int:
     args = ap.parse_args(argv)
     repo = Path(args.path).expanduser()
     if not repo.is_dir():
-        print(f"alpine-lsp learn: {repo} is not a directory", file=sys.stderr)
-        return 2
+        raise CommandError(f"alpine-lsp learn: {repo} is not a directory", code=2)
     from ..engine.models import default_threads
     from ..model.api import load_model
 
@@ -377,8 +377,7 @@ def main(argv: list[str]) -> int:
         bars.close()
         if args.json:
             print(json.dumps({"error": str(e)}))
-        print(f"alpine-lsp learn: {e}", file=sys.stderr)
-        return 1
+        raise CommandError(f"alpine-lsp learn: {e}") from None
     except KeyboardInterrupt:
         bars.close()
         print("alpine-lsp learn: interrupted; the previous adapter is unchanged", file=sys.stderr)
