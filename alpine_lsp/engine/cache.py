@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..index.store import shrink_memory
 from ..model.score import FunctionScore
 
 log = logging.getLogger(__name__)
@@ -317,11 +318,7 @@ class ScoreCache:
     def release_memory(self) -> None:
         """Hand SQLite's page cache back (nothing is open: it would only wait for reuse)."""
         with self._lock:
-            if self._db is not None:
-                try:
-                    self._db.execute("PRAGMA shrink_memory")
-                except sqlite3.Error as e:
-                    log.debug("score cache shrink_memory: %s", e)
+            shrink_memory(self._db, "score cache")
 
     def _remember(self, key: tuple[str, str, str], score: FunctionScore) -> None:
         self.memory[key] = score

@@ -441,6 +441,16 @@ class _Matrix:
         return out
 
 
+def shrink_memory(db: sqlite3.Connection | None, what: str) -> None:
+    """Free `db`'s page cache now (SQLite's own `sqlite3_db_release_memory`); the caller
+    holds the lock its connection is used under."""
+    if db is not None:
+        try:
+            db.execute("PRAGMA shrink_memory")
+        except sqlite3.Error as e:
+            log.debug("%s shrink_memory: %s", what, e)
+
+
 class IndexStore:
     """Thread-safe store of indexed functions; see the module docstring for the design."""
 
@@ -654,11 +664,7 @@ class IndexStore:
     def release_memory(self) -> None:
         """Hand SQLite's page cache back (nothing is open: it would only wait for reuse)."""
         with self._lock:
-            if self._db is not None:
-                try:
-                    self._db.execute("PRAGMA shrink_memory")
-                except sqlite3.Error as e:
-                    log.debug("index shrink_memory: %s", e)
+            shrink_memory(self._db, "index")
 
     def replace_file(
         self, uri: str, entries: list[IndexEntry], _rows: set[tuple] | None = None
