@@ -464,10 +464,6 @@ class Engine:
         state = self.docs.get(uri)
         if state is None:  # closed: what it kept in the caches goes too
             self._fit_caches()
-            if not self.documents.uris():  # the last one: SQLite's page caches go back too
-                self.cache.release_memory()
-                if self.index is not None:
-                    self.index.release_memory()
             self._idle_trim(collect=True)
             return
         t0 = time.perf_counter()
@@ -637,6 +633,10 @@ class Engine:
         if self.worker.pending() == 0:
             if collect:  # a closed document's cycles (trees, futures) wait for a full pass
                 gc.collect()
+            if len(self.documents) == 0:  # nothing open: SQLite's page caches go back too
+                self.cache.release_memory()
+                if self.index is not None:
+                    self.index.release_memory()
             release_memory()
 
     def _pool_cutoff(

@@ -128,7 +128,8 @@ class AlpineProtocol(LanguageServerProtocol):
             del self._request_futures[msg_id]
 
     def in_flight(self) -> int:
-        """Handlers started and not yet finished (requests and notifications)."""
+        """Entries in pygls's table of futures: handlers still running (requests and
+        notifications) and requests to the client not yet answered."""
         return len(self._request_futures)
 
     def _user(self, method: str, params):
