@@ -164,8 +164,8 @@ class AlpineModel:
         With `explain`, results also carry the tokens and (unless `lines` is False) the ranked
         lines the encoder attended to, from the same forward pass, and the CWE guess.
 
-        `language` is accepted for the API's stability; the bundled model reads every language
-        with one vocabulary.
+        `language` names the code's language: the fused head gates and weighs by it, and a model
+        trained with language markers (alpine.json `language_marker`) reads it as one.
         """
         codes = list(codes)
         results: list[FunctionScore | None] = [None] * len(codes)
@@ -177,7 +177,10 @@ class AlpineModel:
         enc = self.net.encoder.config
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
-            batch = self.tokenizer.batch([codes[i] for i in idx], self.max_tokens, self.truncation)
+            marks = [language] * len(idx) if self.meta.language_marker else None
+            batch = self.tokenizer.batch(
+                [codes[i] for i in idx], self.max_tokens, self.truncation, marks
+            )
             ids = batch.input_ids.to(self.device)
             mask = batch.attention_mask.to(self.device)
             with self._lock, torch.inference_mode():
@@ -210,6 +213,8 @@ class AlpineModel:
                 if explain:  # whole identifiers for the explanation, never sub-word pieces
                     text = normalize_code(codes[i], self.tokenizer.whitespace)
                     words = position_words(text, batch.offsets[row])
+                    # Marker positions (after the content) are not code: no word.
+                    words += [""] * (len(batch.tokens[row]) - len(words))
                 if scores is not None:
                     top = _top_tokens(batch.tokens[row], origins[row], scores[row], words=words)
                     top_layer = len(lens) - 1

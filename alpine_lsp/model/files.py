@@ -62,6 +62,8 @@ class ModelMeta:
     similarity_threshold: float | None = 0.8
     # Per language {"near": Jaccard, "cosine": cosine or None}; see engine/similar.py.
     similarity_thresholds: dict = field(default_factory=dict)
+    # True: the encoder was trained reading each function's language marker (tokenize.py).
+    language_marker: bool = False
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -81,6 +83,7 @@ class ModelMeta:
                 if self.similarity_thresholds
                 else {}
             ),
+            **({"language_marker": True} if self.language_marker else {}),
             **self.extra,
         }
 
@@ -98,6 +101,7 @@ class ModelMeta:
             "threshold",
             "similarity_threshold",
             "similarity_thresholds",
+            "language_marker",
         }
         if d.get("whitespace", "keep") not in WHITESPACE:
             raise ValueError(f"whitespace must be one of {WHITESPACE}, got {d['whitespace']!r}")
@@ -116,6 +120,7 @@ class ModelMeta:
                 else float(d.get("similarity_threshold", 0.8))
             ),
             similarity_thresholds=_similarity_thresholds(d.get("similarity_thresholds", {})),
+            language_marker=d.get("language_marker", False) is True,
             extra={k: v for k, v in d.items() if k not in known},
         )
 

@@ -8,6 +8,11 @@ Whitespace: Devign stores every function with doubled newlines ("\n\n" where the
 out of distribution (every function flagged). Models trained here therefore read code with each
 run of whitespace collapsed to one space (`whitespace: "collapse"` in alpine.json), in training
 and at inference alike, so layout can never move a score.
+
+Language marker: a model trained on several languages may read a short marker naming the
+function's language (`language_marker: true` in alpine.json). It goes after the content, just
+before the closing separator, so content tokens keep positions 1..n and everything that maps
+positions back to code (line ranking, the hover's words) is unchanged.
 """
 
 from __future__ import annotations
@@ -22,6 +27,11 @@ from tokenizers import Tokenizer
 STRATEGIES = ("head", "head_tail")
 WHITESPACE = ("keep", "collapse")
 _SPACE = re.compile(r"\s+")
+
+
+def marker_text(language: str) -> str:
+    """The text of the language marker a multi-language model reads after the code."""
+    return f" <lang:{language}>"
 
 
 def normalize_code(code: str, whitespace: str = "keep") -> str:
@@ -63,6 +73,14 @@ class CodeTokenizer:
             raise ValueError("tokenizer lacks one of its special tokens")
         self.cls_id, self.sep_id, self.pad_id = ids
         self.cls_token, self.sep_token = cls_token, sep_token
+        self._markers: dict[str, tuple[list[int], list[str]]] = {}
+
+    def marker(self, language: str) -> tuple[list[int], list[str]]:
+        """Ids and token strings of `language`'s marker (cached: every row of a batch reads it)."""
+        if language not in self._markers:
+            enc = self.tok.encode(marker_text(language), add_special_tokens=False)
+            self._markers[language] = (list(enc.ids), list(enc.tokens))
+        return self._markers[language]
 
     @classmethod
     def from_file(cls, path: str, specials: dict, whitespace: str = "keep") -> CodeTokenizer:
@@ -88,12 +106,23 @@ class CodeTokenizer:
         encs = self.tok.encode_batch(texts, add_special_tokens=False)
         return [(e.ids, e.tokens, e.offsets) for e in encs]
 
-    def batch(self, codes: list[str], max_tokens: int, strategy: str = "head_tail") -> Batch:
+    def batch(
+        self,
+        codes: list[str],
+        max_tokens: int,
+        strategy: str = "head_tail",
+        languages: list[str] | None = None,
+    ) -> Batch:
+        """Rows of [cls, content, sep], content cut to fit `max_tokens`; with `languages` (one
+        per code) each row reads its language marker between the content and sep."""
         if strategy not in STRATEGIES:
             raise ValueError(f"truncation strategy must be one of {STRATEGIES}")
-        budget = max(1, max_tokens - 2)
+        if languages is not None and len(languages) != len(codes):
+            raise ValueError("languages must name one language per code")
         rows, toks, full, trunc, offs = [], [], [], [], []
-        for ids, tokens, spans in self.pieces(codes):
+        for n, (ids, tokens, spans) in enumerate(self.pieces(codes)):
+            m_ids, m_toks = self.marker(languages[n]) if languages is not None else ([], [])
+            budget = max(1, max_tokens - 2 - len(m_ids))
             full.append(len(ids))
             trunc.append(len(ids) > budget)
             if len(ids) > budget:
@@ -105,8 +134,8 @@ class CodeTokenizer:
                     ids, tokens = ids[:head] + ids[-tail:], tokens[:head] + tokens[-tail:]
                     spans = spans[:head] + spans[-tail:]
             offs.append(list(spans))
-            rows.append([self.cls_id, *ids, self.sep_id])
-            toks.append([self.cls_token, *tokens, self.sep_token])
+            rows.append([self.cls_id, *ids, *m_ids, self.sep_id])
+            toks.append([self.cls_token, *tokens, *m_toks, self.sep_token])
         width = max(len(r) for r in rows) if rows else 2
         input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
