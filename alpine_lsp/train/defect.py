@@ -5,6 +5,12 @@ from the last checkpoint with the same batch order. With clone data it trains th
 in the same run, so the shipped model has both heads on one encoder: BigCloneBench pairs by
 their labels, and an in-batch contrastive loss over those pairs and over Devign functions seen
 twice under dropout, so that C functions, which no clone pair covers, do not all embed alike.
+
+With `--sources` it trains on several labelled sources at once (`train/sources.py`: each row's
+split from its source's split.json, label leaks already removed): each source weighs as its
+weight says whatever its size (each class half of it), every row reads its language marker,
+and the two halves of a vulnerable/fixed pair share a batch, where a pairwise ranking loss asks
+the vulnerable half to score above its fix.
 """
 
 from __future__ import annotations
@@ -35,8 +41,9 @@ from ..model.tokenize import WHITESPACE, CodeTokenizer, normalize_code
 from ..pruning import PruningConfig
 from .checkpoint import load_state, save_state
 from .errors import TrainError
-from .metrics import best_f1_threshold, precision_threshold, random_pair_cosines
+from .metrics import best_f1_threshold, precision_threshold, random_pair_cosines, roc_auc
 from .scratch import SPECIALS, code_tokenizer, scratch_network
+from .sources import Row, SourceError, load_sources, pairs_of, parse_weights
 
 
 def minilm_dir() -> Path:
@@ -133,12 +140,41 @@ def pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]
     return ids, mask
 
 
+def unit_batches(
+    units: list[list[int]], lengths: list[int], batch: int, rng: random.Random
+) -> list[list[int]]:
+    """`bucket_batches` over units (a pair's two rows, or one row) that never split: shuffle,
+    sort inside chunks by the unit's longest row, fill batches of about `batch` rows, shuffle
+    the batches."""
+    order = list(range(len(units)))
+    rng.shuffle(order)
+    out: list[list[int]] = []
+    chunk = batch * 50
+    for s in range(0, len(order), chunk):
+        part = sorted(order[s : s + chunk], key=lambda u: max(lengths[i] for i in units[u]))
+        cur: list[int] = []
+        for u in part:
+            if cur and len(cur) + len(units[u]) > batch:
+                out.append(cur)
+                cur = []
+            cur += units[u]
+        if cur:
+            out.append(cur)
+    rng.shuffle(out)
+    return out
+
+
 def encode_all(
-    tok: CodeTokenizer, codes: list[str], max_tokens: int, strategy: str
+    tok: CodeTokenizer,
+    codes: list[str],
+    max_tokens: int,
+    strategy: str,
+    languages: list[str] | None = None,
 ) -> list[list[int]]:
     out = []
     for s in range(0, len(codes), 512):
-        b = tok.batch(codes[s : s + 512], max_tokens, strategy)
+        langs = languages[s : s + 512] if languages is not None else None
+        b = tok.batch(codes[s : s + 512], max_tokens, strategy, langs)
         for r in range(b.input_ids.shape[0]):
             out.append(b.input_ids[r, : int(b.attention_mask[r].sum())].tolist())
     return out
@@ -199,7 +235,7 @@ def average_weights(
         meta = _calibration_source(d, "--average-with")
         if (Path(d) / "tokenizer.json").read_text(encoding="utf-8") != tok_text:
             raise TrainError(f"--average-with {d}: its tokenizer differs from {base}'s")
-        for field in ("max_tokens", "truncation", "whitespace", "embed_dim"):
+        for field in ("max_tokens", "truncation", "whitespace", "embed_dim", "language_marker"):
             if getattr(meta, field) != getattr(ref, field):
                 raise TrainError(f"--average-with {d}: {field} differs from {base}'s")
         state = load_file(str(Path(d) / "model.safetensors"))
@@ -241,7 +277,41 @@ def _training_record(
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line's options, as the user gave them (see `settle_options` for the rest)."""
     ap = argparse.ArgumentParser(prog="alpine-lsp train defect", description=__doc__)
-    ap.add_argument("--data", required=True, help="Devign directory (devign.jsonl.gz, split.json)")
+    ap.add_argument(
+        "--data",
+        required=True,
+        help="Devign directory (devign.jsonl.gz, split.json); with --sources, the data root "
+        "that holds every source's folder",
+    )
+    ap.add_argument(
+        "--sources",
+        help="train on these labelled sources with weights, e.g. devign:1,sven:1,"
+        "manysstubs4j:1,juliet_java:0.5 (vuldetectbench is test-only and refused)",
+    )
+    ap.add_argument(
+        "--source-cap",
+        type=int,
+        default=5000,
+        help="with --sources: at most this many train rows per source (seeded, pairs kept whole)",
+    )
+    ap.add_argument(
+        "--valid-cap",
+        type=int,
+        default=400,
+        help="with --sources: at most this many valid rows per source for calibration",
+    )
+    ap.add_argument(
+        "--pairwise",
+        type=float,
+        default=1.0,
+        help="with --sources: weight of the pairwise ranking loss on vulnerable/fixed pairs",
+    )
+    ap.add_argument(
+        "--language-marker",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="read each function's language marker (default: on with --sources)",
+    )
     ap.add_argument("--clone-data", help="BigCloneBench directory, to train the embedding head too")
     ap.add_argument(
         "--base",
@@ -307,6 +377,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args.average_with and not args.calibrate_only:
         ap.error("--average-with needs --calibrate-only")
+    if args.sources and args.calibrate_only:
+        ap.error("--sources trains; --calibrate-only recalibrates on Devign")
+    if args.language_marker is None:
+        args.language_marker = bool(args.sources)
     return args
 
 
@@ -322,10 +396,11 @@ def settle_options(args: argparse.Namespace) -> ModelMeta | None:
         args.max_tokens = source.max_tokens
         args.truncation = source.truncation
         args.whitespace = source.whitespace
+        args.language_marker = source.language_marker
         args.name = args.name or source.name
     if args.name is None:
         kind = {"minilm": "minilm", "scratch": "code-roberta"}.get(args.base, Path(args.base).name)
-        args.name = f"alpine-{kind}-devign"
+        args.name = f"alpine-{kind}-{'sources' if args.sources else 'devign'}"
     if args.lr is None:
         # A pretrained encoder is fine-tuned gently; a new one has everything to learn.
         args.lr = 5e-4 if args.base == "scratch" else 4e-5
@@ -348,6 +423,76 @@ class Data:
     valid_y: np.ndarray
     # With --clone-data: (encoded functions by id, train pairs, valid pairs).
     clone: tuple[dict[int, list[int]], list, list] | None
+    # With --sources: per train row its loss weight, the fix of each vulnerable half (by row
+    # index), and per valid row its source (for the per-source record).
+    train_w: list[float] | None = None
+    pair_fix: dict[int, int] | None = None
+    valid_sources: list[str] | None = None
+
+    def units(self) -> list[list[int]] | None:
+        """Rows that must share a batch: each pair's two halves, every other row alone."""
+        if self.pair_fix is None:
+            return None
+        paired = set(self.pair_fix) | set(self.pair_fix.values())
+        out = [[v, f] for v, f in sorted(self.pair_fix.items())]
+        return out + [[i] for i in range(len(self.train_rows)) if i not in paired]
+
+
+def cap_rows(rows: list[Row], cap: int, rng: random.Random) -> list[Row]:
+    """At most about `cap` rows, drawn as whole pairs (a row without a pair is its own group),
+    in the source's order."""
+    groups: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        groups.setdefault(r.pair or f"row:{r.id}", []).append(i)
+    keys = list(groups)
+    if cap <= 0 or len(rows) <= cap:
+        return rows
+    rng.shuffle(keys)
+    keep: set[int] = set()
+    for k in keys:
+        if len(keep) >= cap:
+            break
+        keep.update(groups[k])
+    return [r for i, r in enumerate(rows) if i in keep]
+
+
+def source_rows(args: argparse.Namespace) -> tuple[list[Row], list[float], list[Row]]:
+    """--sources' train rows (capped per source, pairs whole), their loss weights (each source
+    weighs its weight whatever its size, each class half of it; mean 1 over all rows) and the
+    valid rows. Raises TrainError for a source that cannot be trained on or read."""
+    try:
+        weights = parse_weights(args.sources)
+        if not weights:
+            raise TrainError("--sources names no source")
+        for name in ("vuldetectbench", "c_corpus"):
+            if name in weights:
+                why = "a test set only" if name == "vuldetectbench" else "unlabelled"
+                raise TrainError(f"--sources: {name} is {why} and cannot be trained on")
+        loaded = load_sources(weights, args.data)
+    except SourceError as e:
+        raise TrainError(str(e)) from e
+    rng = random.Random(args.seed)
+    train: list[Row] = []
+    w: list[float] = []
+    valid: list[Row] = []
+    for name in weights:
+        rows = [r for r in loaded[name] if r.target in (0, 1)]
+        tr = cap_rows([r for r in rows if r.split == "train"], args.source_cap, rng)
+        va = cap_rows([r for r in rows if r.split == "valid"], args.valid_cap, rng)
+        if not tr:
+            raise TrainError(f"--sources: {name} has no train rows in its split.json")
+        counts = {c: sum(r.target == c for r in tr) for c in (0, 1)}
+        classes = [c for c in (0, 1) if counts[c]]
+        for r in tr:
+            w.append(weights[name] / (len(classes) * counts[r.target]))
+        train += tr
+        valid += va
+        print(
+            f"{name}: {len(tr)} train rows ({counts[1]} positive), {len(va)} valid",
+            flush=True,
+        )
+    scale = len(w) / sum(w)
+    return train, [x * scale for x in w], valid
 
 
 def load_data(args: argparse.Namespace, ckpt: Path, source: ModelMeta | None) -> Data:
@@ -356,13 +501,33 @@ def load_data(args: argparse.Namespace, ckpt: Path, source: ModelMeta | None) ->
     --average-with's weights, and encode the splits. `source` is `settle_options`' result.
     Raises TrainError for a base or --average-with directory it cannot use."""
     t0 = time.time()
-    dev = load_devign(args.data)
+    train_w = pair_fix = valid_sources = None
+    if args.sources:
+        src_train, train_w, src_valid = source_rows(args)
+        train_codes = [r.text for r in src_train]
+        train_langs = [r.language for r in src_train]
+        train_y = [float(r.target) for r in src_train]
+        valid_codes = [r.text for r in src_valid]
+        valid_langs = [r.language for r in src_valid]
+        valid_y = np.array([r.target for r in src_valid])
+        valid_sources = [r.source for r in src_valid]
+        pair_fix = dict(pairs_of(src_train))
+    else:
+        dev = load_devign(args.data)
+        train = [] if args.calibrate_only else dev["train"]
+        valid = dev["valid"][: args.eval_limit or None]
+        train_codes = [r["func"] for r in train]
+        train_y = [float(r["target"]) for r in train]
+        valid_codes = [r["func"] for r in valid]
+        valid_y = np.array([r["target"] for r in valid])
+        train_langs = ["c"] * len(train_codes)
+        valid_langs = ["c"] * len(valid_codes)
     bcb = load_bcb(args.clone_data) if args.clone_data else None
 
     def corpus() -> Iterable[str]:
         # Only training functions: the vocabulary must not have seen valid or test code. It is
         # learned from the text the model will read, so with the same whitespace handling.
-        yield from (normalize_code(r["func"], args.whitespace) for r in dev["train"])
+        yield from (normalize_code(c, args.whitespace) for c in train_codes)
         if bcb:
             funcs, pairs = bcb
             ids = sorted({x for p in pairs["train"] for x in p[:2]})
@@ -390,12 +555,13 @@ def load_data(args: argparse.Namespace, ckpt: Path, source: ModelMeta | None) ->
     tok = CodeTokenizer.from_file(str(tok_path), specials, args.whitespace)
 
     # Calibration reads only the validation split: a recalibration does not encode the rest.
-    train = [] if args.calibrate_only else dev["train"]
-    train_rows = encode_all(tok, [r["func"] for r in train], args.max_tokens, args.truncation)
-    train_y = [float(r["target"]) for r in train]
-    valid = dev["valid"][: args.eval_limit or None]
-    valid_rows = encode_all(tok, [r["func"] for r in valid], args.max_tokens, args.truncation)
-    valid_y = np.array([r["target"] for r in valid])
+    marks = args.language_marker
+    train_rows = encode_all(
+        tok, train_codes, args.max_tokens, args.truncation, train_langs if marks else None
+    )
+    valid_rows = encode_all(
+        tok, valid_codes, args.max_tokens, args.truncation, valid_langs if marks else None
+    )
     clone = None
     if bcb:
         funcs, pairs = bcb
@@ -421,6 +587,9 @@ def load_data(args: argparse.Namespace, ckpt: Path, source: ModelMeta | None) ->
         valid_rows=valid_rows,
         valid_y=valid_y,
         clone=clone,
+        train_w=train_w,
+        pair_fix=pair_fix,
+        valid_sources=valid_sources,
     )
 
 
@@ -436,16 +605,24 @@ class Schedule:
         return len(self.batches)
 
 
-def make_schedule(args: argparse.Namespace, train_rows: list[list[int]]) -> Schedule:
+def make_schedule(
+    args: argparse.Namespace, train_rows: list[list[int]], units: list[list[int]] | None = None
+) -> Schedule:
     """--epochs worth of length-bucketed batches of --batch-size, each epoch shuffled by its own
-    seed; warm-up over the first 5% of the steps."""
-    per_epoch = bucket_batches([len(r) for r in train_rows], args.batch_size, random.Random(0))
+    seed (with `units`, rows of one unit share a batch); warm-up over the first 5% of the
+    steps."""
+    lengths = [len(r) for r in train_rows]
+
+    def epoch_batches(rng: random.Random) -> list[list[int]]:
+        if units is None:
+            return bucket_batches(lengths, args.batch_size, rng)
+        return unit_batches(units, lengths, args.batch_size, rng)
+
+    per_epoch = epoch_batches(random.Random(0))
     batches: list[list[int]] = []
     epoch = 0
     while len(batches) < math.ceil(args.epochs * len(per_epoch)):
-        batches += bucket_batches(
-            [len(r) for r in train_rows], args.batch_size, random.Random(args.seed + epoch)
-        )
+        batches += epoch_batches(random.Random(args.seed + epoch))
         epoch += 1
     batches = batches[: math.ceil(args.epochs * len(per_epoch))]
     total = len(batches)
@@ -549,7 +726,21 @@ def train_steps(
         y = torch.tensor([train_y[i] for i in idx], device=device)
         with torch.autocast("cuda", dtype=torch.float16, enabled=amp):
             out = net(ids.to(device), mask.to(device), cfg)
-        loss = F.binary_cross_entropy_with_logits(out.logit.float(), y)
+        logit = out.logit.float()
+        if data.train_w is None:
+            loss = F.binary_cross_entropy_with_logits(logit, y)
+        else:
+            w = torch.tensor([data.train_w[i] for i in idx], device=device)
+            loss = F.binary_cross_entropy_with_logits(logit, y, weight=w)
+        if data.pair_fix and args.pairwise:
+            # Both halves of a pair share the batch (unit_batches): the vulnerable one must
+            # score above its fix, whatever either's absolute score.
+            where = {i: k for k, i in enumerate(idx)}
+            hits = [(k, where[data.pair_fix[i]]) for k, i in enumerate(idx) if i in data.pair_fix]
+            if hits:
+                v = torch.tensor([a for a, _ in hits], device=device)
+                f = torch.tensor([b for _, b in hits], device=device)
+                loss = loss + args.pairwise * F.softplus(logit[f] - logit[v]).mean()
         ema_d = loss.item() if ema_d is None else 0.98 * ema_d + 0.02 * loss.item()
         if clone and step % args.clone_every == 0:
             enc, train_pairs, _ = clone
@@ -640,6 +831,15 @@ def calibrate(
     # Without clone training the embedding is not fit for hints: no threshold, no hints.
     sim_threshold: float | None = None
     extra: dict = {"valid": {"accuracy": acc, "steps": step, "of_steps": total}}
+    if data.valid_sources is not None:
+        per: dict[str, dict] = {}
+        src = np.array(data.valid_sources)
+        for name in sorted(set(data.valid_sources)):
+            m = src == name
+            auc = roc_auc(probs[m], valid_y[m]) if len(set(valid_y[m].tolist())) == 2 else None
+            per[name] = {"rows": int(m.sum()), "roc_auc": auc}
+        extra["valid"]["per_source"] = per
+        print(f"valid per source: {json.dumps(per)}", flush=True)
     if clone:
         enc, _, valid_pairs = clone
         # The pair files are ordered by clone type: calibrate on a seeded random sample.
@@ -688,6 +888,7 @@ def write_model(
         pruning=cfg,
         threshold=threshold,
         similarity_threshold=sim_threshold,
+        language_marker=bool(getattr(args, "language_marker", False)),
         extra=_training_record(vars(args), previous, extra, averaged),
     )
     write_dir(net.cpu(), tok_json, meta, args.out)
@@ -720,7 +921,7 @@ def main(argv: list[str] | None = None) -> int:
         ckpt.mkdir(parents=True, exist_ok=True)
 
     data = load_data(args, ckpt, source)
-    schedule = make_schedule(args, data.train_rows)
+    schedule = make_schedule(args, data.train_rows, data.units())
     trained = train_steps(args, data, schedule, ckpt, device, cfg)
     calibration = calibrate(args, data, trained, cfg)
     write_model(args, data, calibration, cfg, source.extra if source is not None else {})

@@ -63,12 +63,16 @@ def random_expected(n: int, f: int) -> tuple[dict[int, float], float]:
     return at, (n + 1) / (f + 1)
 
 
-def _forward(model, codes: list[str]) -> list[tuple[np.ndarray, np.ndarray, list[str]]]:
-    """Per code: per-layer scores of its content tokens (P, n), their lines, their strings."""
+def _forward(
+    model, codes: list[str], languages: list[str] | None = None
+) -> list[tuple[np.ndarray, np.ndarray, list[str]]]:
+    """Per code: per-layer scores of its content tokens (P, n), their lines, their strings. A
+    model trained with language markers reads them (after the content: slices stay valid)."""
     from dataclasses import replace
 
     cfg = replace(model.pruning, track_lines=True)
-    batch = model.tokenizer.batch(codes, model.max_tokens, model.truncation)
+    marks = languages if model.meta.language_marker else None
+    batch = model.tokenizer.batch(codes, model.max_tokens, model.truncation, marks)
     with torch.inference_mode():
         out = model.net(
             batch.input_ids.to(model.device), batch.attention_mask.to(model.device), cfg
@@ -167,12 +171,13 @@ def evaluate(model, rows: list[dict], batch_size: int = 16) -> dict:
         if not flaws:
             skipped += 1
             continue
-        todo.append((code, cands, flaws))
+        todo.append((code, cands, flaws, r.get("language", "c")))
     todo.sort(key=lambda t: len(t[0]))
     for start in range(0, len(todo), batch_size):
         part = todo[start : start + batch_size]
-        for (code, cands, flaws), (per, lines, toks) in zip(
-            part, _forward(model, [t[0] for t in part]), strict=True
+        codes, langs = [t[0] for t in part], [t[3] for t in part]
+        for (code, cands, flaws, _), (per, lines, toks) in zip(
+            part, _forward(model, codes, langs), strict=True
         ):
             used += 1
             ranks = variants(per, lines, toks, code, model.lexical)
