@@ -441,12 +441,12 @@ class Data:
 def cap_rows(rows: list[Row], cap: int, rng: random.Random) -> list[Row]:
     """At most about `cap` rows, drawn as whole pairs (a row without a pair is its own group),
     in the source's order."""
+    if cap <= 0 or len(rows) <= cap:
+        return rows
     groups: dict[str, list[int]] = {}
     for i, r in enumerate(rows):
         groups.setdefault(r.pair or f"row:{r.id}", []).append(i)
     keys = list(groups)
-    if cap <= 0 or len(rows) <= cap:
-        return rows
     rng.shuffle(keys)
     keep: set[int] = set()
     for k in keys:
@@ -888,7 +888,7 @@ def write_model(
         pruning=cfg,
         threshold=threshold,
         similarity_threshold=sim_threshold,
-        language_marker=bool(getattr(args, "language_marker", False)),
+        language_marker=args.language_marker,
         extra=_training_record(vars(args), previous, extra, averaged),
     )
     write_dir(net.cpu(), tok_json, meta, args.out)
