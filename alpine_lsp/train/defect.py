@@ -43,7 +43,7 @@ from .checkpoint import load_state, save_state
 from .errors import TrainError
 from .metrics import best_f1_threshold, precision_threshold, random_pair_cosines, roc_auc
 from .scratch import SPECIALS, code_tokenizer, scratch_network
-from .sources import Row, SourceError, load_sources, pairs_of, parse_weights
+from .sources import UNTRAINABLE, Row, SourceError, load_sources, pairs_of, parse_weights
 
 
 def minilm_dir() -> Path:
@@ -464,9 +464,8 @@ def source_rows(args: argparse.Namespace) -> tuple[list[Row], list[float], list[
         weights = parse_weights(args.sources)
         if not weights:
             raise TrainError("--sources names no source")
-        for name in ("vuldetectbench", "c_corpus"):
+        for name, why in UNTRAINABLE.items():
             if name in weights:
-                why = "a test set only" if name == "vuldetectbench" else "unlabelled"
                 raise TrainError(f"--sources: {name} is {why} and cannot be trained on")
         loaded = load_sources(weights, args.data)
     except SourceError as e:

@@ -24,7 +24,6 @@ from ..model.fusion import N_BASE
 from ..parsing.metrics import METRIC_NAMES
 from .fusion_train import (
     DEFAULT_WEIGHTS,
-    TRAINABLE,
     Table,
     add_source_lexical,
     attach_tfidf,
@@ -36,6 +35,7 @@ from .fusion_train import (
 )
 from .metrics import roc_auc
 from .report import table as md_table
+from .sources import TRAINABLE, UNTRAINABLE
 
 LOSO = ("devign", "sven", "manysstubs4j", "juliet_java", "semgrep_tests")
 RISKY = [
@@ -114,7 +114,7 @@ def scorers(head, test: Table) -> dict[str, np.ndarray]:
 
 
 def evaluate(data: str, feat: str, weights: dict[str, float], budget: float = 0.03) -> dict:
-    t = build_table(data, feat, [*TRAINABLE, "vuldetectbench", "c_corpus"])
+    t = build_table(data, feat, [*TRAINABLE, *UNTRAINABLE])
     attach_tfidf(t)
     fit = t.take(t.role == "fit")
     ca, cb = t.take(t.role == "corpus_a"), t.take(t.role == "corpus_b")

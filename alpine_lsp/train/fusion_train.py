@@ -29,7 +29,6 @@ from ..parsing.metrics import METRIC_NAMES, function_metrics
 from .feature_cache import load_cache, rows_to_cache
 from .sources import Row
 
-TRAINABLE = ("devign", "sven", "manysstubs4j", "juliet_java", "semgrep_tests", "cyberseceval")
 DEFAULT_WEIGHTS = {
     "devign": 1.0,
     "sven": 1.0,

@@ -37,6 +37,9 @@ ROW_SOURCES = (
 )
 LABELLED = ("devign", *ROW_SOURCES)
 ALL_SOURCES = (*LABELLED, "c_corpus")
+# Sources that no training reads, and why (the one list: `train defect` and the fused head).
+UNTRAINABLE = {"vuldetectbench": "a test set only", "c_corpus": "unlabelled"}
+TRAINABLE = tuple(s for s in LABELLED if s not in UNTRAINABLE)
 LANGS = ("c", "cpp", "java", "python", "javascript", "typescript", "go", "rust")
 REQUIRED = ("id", "language", "func", "target")
 
