@@ -174,3 +174,38 @@ def test_tiers_command_sets_thresholds_and_reports_per_type(tmp_path: Path, caps
     assert json.loads(out.read_text())["python"]["near"] == py["near"]
     test = res["bcb_test"]["raw"]["exact_only"]
     assert test["precision"] == 1.0 and test["recall"] == 1.0  # every clone pair is a copy
+
+
+def test_java_pool_counts_methods_of_one_fix_as_one_file(tmp_path: Path) -> None:
+    """manysstubs4j's methods of one bug come from one file: two near-copy methods of one fix
+    are not a chance hint from another file, while the same copies in two bugs are."""
+    import gzip
+    import types
+
+    from alpine_lsp.train.clone_tiers import keys_of, load_pools, mss_file, pool_scores
+
+    body = (
+        "public int {n}(int[] xs) {{\n  int total = 0;\n  for (int i = 0; i < xs.length; i++) {{\n"
+        "    if (xs[i] > {k}) {{ total += xs[i] * {k}; }} else {{ total -= 1; }}\n  }}\n"
+        "  return total;\n}}"
+    )
+    rows = [
+        ("msb-7-0-f", body.format(n="sumAbove", k=2)),
+        ("msb-7-1-f", body.format(n="sumOver", k=3).replace("  return", "  log(total);\n  return")),
+        ("msb-9-0-f", 'public String name() {\n  return this.first + " " + this.last;\n}'),
+    ]
+    d = tmp_path / "mss"
+    d.mkdir()
+    with gzip.open(d / "functions.jsonl.gz", "wt", encoding="utf-8") as f:
+        for rid, code in rows:
+            f.write(json.dumps({"id": rid, "func": code, "target": 0}) + "\n")
+    assert mss_file("msb-7-1-f") == "msb-7"
+    args = types.SimpleNamespace(c_corpus=None, java_pool=str(d), python_repo=None, pool_n=2000)
+    pool = load_pools(args)["java"]
+    assert sorted(pool["groups"]) == ["msb-7", "msb-7", "msb-9"]
+    keys = keys_of(pool["codes"], "java")
+    same_file = pool_scores(keys, None, pool["names"], pool["groups"])
+    apart = pool_scores(keys, None, pool["names"], [f"f{i}" for i in range(3)])
+    i = next(j for j, c in enumerate(pool["codes"]) if "sumAbove" in c)
+    assert same_file["near"][i] == float("-inf")
+    assert apart["near"][i] > 0.5

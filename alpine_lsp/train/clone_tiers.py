@@ -253,6 +253,13 @@ class EmbeddingCache:
         return np.stack([self.d[self._h(c)] for c in codes])
 
 
+def mss_file(row_id: str) -> str:
+    """The file of a manysstubs4j row: its bug (`msb-<bug>-<k>-b|f`). A single-statement fix
+    is one file, so the methods of one bug are methods of one file: a hint between them is not
+    a hint from another file, and must not count as chance."""
+    return row_id.rsplit("-", 2)[0]
+
+
 def load_pools(args) -> dict[str, dict]:
     """Per language: ids, codes, names and groups (files) of the chance-hint pool."""
     import gzip
@@ -286,7 +293,7 @@ def load_pools(args) -> dict[str, dict]:
             "source": f"{args.java_pool} (fixed halves, seeded sample of {len(rows)})",
             "codes": [r["func"] for r in rows],
             "names": [name_of(r["func"], "java", r["id"]) for r in rows],
-            "groups": [r["id"] for r in rows],
+            "groups": [mss_file(r["id"]) for r in rows],
         }
     for repo in args.python_repo or []:
         from ..index import iter_source_files
