@@ -318,3 +318,123 @@ def test_boolean_and_null_literals_are_literals_to_the_type2_key(language, a, b)
     words = {"true", "false", "null", "none", "undefined"}
     seen = [(t, n) for t, n in tokens(a, language) if t.lower() in words]
     assert seen and all(n == "$L" for _, n in seen), seen
+
+
+# Two unrelated functions of one repetitive shape: their type-2 k-grams are nearly the same
+# set, their names are not (the false near copies read in the pools looked like this).
+C_SHAPE_A = """\
+void clear_window_options(struct winopt *wop)
+{
+    clear_string_option(&wop->wo_fdi);
+    clear_string_option(&wop->wo_fdm);
+    clear_string_option(&wop->wo_fdt);
+    clear_string_option(&wop->wo_fmr);
+    clear_string_option(&wop->wo_scl);
+    clear_string_option(&wop->wo_rlc);
+    clear_string_option(&wop->wo_stl);
+    clear_string_option(&wop->wo_cc);
+}
+"""
+C_SHAPE_B = """\
+void reset_registers(struct cpu_state *cpu)
+{
+    zero_register(&cpu->eax);
+    zero_register(&cpu->ebx);
+    zero_register(&cpu->ecx);
+    zero_register(&cpu->edx);
+    zero_register(&cpu->esi);
+    zero_register(&cpu->edi);
+    zero_register(&cpu->ebp);
+    zero_register(&cpu->esp);
+    cpu->flags = 0;
+}
+"""
+
+
+def test_identifier_signature_tells_one_shape_from_a_copy() -> None:
+    a, b = keys(C_SHAPE_A), keys(C_SHAPE_B)
+    assert estimate_jaccard(a.signature, b.signature) >= 0.6  # k-grams: "a near copy"
+    assert estimate_jaccard(a.identifiers, b.identifiers) < 0.2  # names: nothing shared
+    orig, near = keys(C_ORIG), keys(C_TYPE3)
+    assert estimate_jaccard(orig.identifiers, near.identifiers) >= 0.5  # a real near copy
+    # Literals and layout do not touch the names; renaming does.
+    assert np.array_equal(orig.identifiers, keys(C_TYPE1).identifiers)
+    assert estimate_jaccard(orig.identifiers, keys(C_TYPE2).identifiers) < 0.5
+
+
+def test_near_tier_needs_shared_names_through_sqlite(tmp_path: Path) -> None:
+    with IndexStore(tmp_path / "i.sqlite") as s:
+        s.replace_file("file:///a.c", [entry("file:///a.c", C_SHAPE_A, [1, 0, 0])])
+        s.replace_file("file:///io.c", [entry("file:///io.c", C_ORIG, [0, 1, 0])])
+
+        def near(code: str, names: float) -> list[str]:
+            limits = similar.Thresholds(near=0.5, cosine=None, near_identifiers=names)
+            return [m.name for m in hints(s, "file:///q.c", code, [0, 0, 1], limits)]
+
+        assert near(C_SHAPE_B, 0.0) == ["clear_window_options"]  # k-grams alone: a false hint
+        assert near(C_SHAPE_B, 0.5) == []
+        assert near(C_TYPE3, 0.5) == ["parse_header"]  # the real near copy stays
+
+
+def test_version_3_index_forgets_its_short_signatures_and_keeps_embeddings(
+    tmp_path: Path, caplog
+) -> None:
+    """Version 4 added the identifier MinHash to the signature blob: a version-3 file's blobs
+    are too short, so its rows go (the walk re-reads the files) and its embeddings stay."""
+    path = tmp_path / "v3.sqlite"
+    e = entry("file:///src/io.c", C_ORIG, [1, 0, 0])
+    with IndexStore(path) as s:
+        s.replace_file("file:///src/io.c", [e])
+    db = sqlite3.connect(path)
+    db.execute("UPDATE functions SET signature = substr(signature, 1, 288)")
+    db.execute("PRAGMA user_version = 3")
+    db.commit()
+    db.close()
+    with caplog.at_level(logging.INFO), IndexStore(path) as s:
+        assert "index schema 3 migrated" in caplog.text
+        assert s.files() == {}
+        assert s.cached_embeddings(FP, [e.hash]).keys() == {e.hash}
+        s.replace_file("file:///src/io.c", [e])
+        got = s.near(keys(C_TYPE3), "c", 3, FP, 3, 0.5, min_identifiers=0.5)
+        assert [m.name for m in got] == ["parse_header"]
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_near_identifiers_read_from_alpine_json(tmp_path: Path) -> None:
+    from alpine_lsp.model import ModelLoadError, load_model
+    from alpine_lsp.model.tiny import create_tiny_model
+
+    d = create_tiny_model(tmp_path / "m", similarity_threshold=0.5)
+    meta = json.loads((d / "alpine.json").read_text())
+    meta["similarity_thresholds"] = {
+        "c": {"near": 0.7, "near_identifiers": 0.5, "cosine": 0.99},
+        "java": {"near": 0.8, "cosine": 0.995},  # an older table: no names rule
+    }
+    (d / "alpine.json").write_text(json.dumps(meta))
+    model = load_model(d, device="cpu")
+    assert similar.thresholds(model, "c") == similar.Thresholds(0.7, 0.99, 0.5)
+    assert similar.thresholds(model, "java").near_identifiers == 0.0
+    assert similar.thresholds(model, "go").near_identifiers == 0.5  # the strictest of the table
+    meta["similarity_thresholds"]["c"]["near_identifiers"] = 1.5
+    (d / "alpine.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelLoadError, match="out of range"):
+        load_model(d, device="cpu")
+
+
+def test_small_functions_get_exact_hints_but_no_near_copies(tmp_path: Path) -> None:
+    from alpine_lsp.parsing.clones import NEAR_MIN_TOKENS
+
+    small = (
+        "int on_close(uv_handle_t *h, int status)\n{\n    close_cb_called++;\n"
+        "    free(h->data);\n    h->data = NULL;\n    last = status;\n    return 0;\n}\n"
+    )
+    near = small.replace("    return 0;", "    log_close(h);\n    return 0;")
+    renamed = small.replace("close_cb_called", "closed").replace("on_close", "done")
+    assert MIN_TOKENS <= keys(small).n_tokens < NEAR_MIN_TOKENS
+    assert estimate_jaccard(keys(small).signature, keys(near).signature) >= 0.5
+    limits = similar.Thresholds(near=0.5, cosine=None, near_identifiers=0.0)
+    with IndexStore(tmp_path / "i.sqlite") as s:
+        s.replace_file("file:///a.c", [entry("file:///a.c", small, [1, 0, 0])])
+        assert hints(s, "file:///q.c", near, [0, 1, 0], limits) == []  # too small for "near"
+        got = hints(s, "file:///r.c", renamed, [0, 1, 0], limits)
+        assert [m.kind for m in got] == ["renamed"]  # exact copies keep the 30-token minimum

@@ -209,3 +209,32 @@ def test_java_pool_counts_methods_of_one_fix_as_one_file(tmp_path: Path) -> None
     i = next(j for j, c in enumerate(pool["codes"]) if "sumAbove" in c)
     assert same_file["near"][i] == float("-inf")
     assert apart["near"][i] > 0.5
+
+
+def test_pairs_read_as_clones_are_not_chance_and_bad_reading_files_are_named(
+    tmp_path: Path,
+) -> None:
+    from alpine_lsp.train.clone_tiers import keys_of, load_judged, pool_scores, text_digest
+
+    a = (
+        "int sum_pos(int *xs, int n) {\n  int t = 0;\n  for (int i = 0; i < n; i++) {\n"
+        "    if (xs[i] > 0) { t += xs[i]; }\n  }\n  return t;\n}"
+    )
+    b = a.replace("int sum_pos", "int sum_pos2")
+    b = b.replace("  return t;", "  log_sum(t);\n  return t;")
+    c = 'void greet(const char *who) {\n  printf("hello %s\\n", who);\n  fflush(stdout);\n}'
+    codes = [a, b, c]
+    keys = keys_of(codes, "c")
+    names, groups = ["sum_pos", "sum_pos2", "greet"], ["f1", "f2", "f3"]
+    plain = pool_scores(keys, None, names, groups, near_identifiers=0.5)
+    assert plain["near"][0] > 0.5  # a chance hint, as far as the pool knows
+    path = tmp_path / "judged.json"
+    pair = {"language": "c", "a": text_digest(a), "b": text_digest(b), "verdict": "template"}
+    path.write_text(json.dumps({"pairs": [pair]}))
+    judged = load_judged(path)
+    digests = [text_digest(t) for t in codes]
+    read = pool_scores(keys, None, names, groups, 0.5, judged["c"], digests)
+    assert read["near"][0] == float("-inf") and read["near"][1] == float("-inf")
+    path.write_text(json.dumps({"pairs": [pair, {"language": "c", "verdict": "maybe"}]}))
+    with pytest.raises(ValueError, match="pair 1 is malformed"):
+        load_judged(path)

@@ -21,7 +21,7 @@ import numpy as np
 from ..index import IndexEntry, IndexStore, Match
 from ..model.score import FunctionScore
 from ..parsing import Function
-from ..parsing.clones import MIN_TOKENS, CloneKeys, clone_keys
+from ..parsing.clones import MIN_TOKENS, NEAR_MIN_TOKENS, CloneKeys, clone_keys
 from .fmt import similarity
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,8 @@ KIND_ORDER = {"identical": 0, "renamed": 1, "near": 2, "semantic": 3}
 class Thresholds:
     near: float | None  # estimated Jaccard of token 5-grams; None: no near-copy hints
     cosine: float | None  # None: no semantic hints
+    # A near copy must also share this share of identifier names (estimated Jaccard).
+    near_identifiers: float = 0.0
 
 
 def thresholds(model, language: str, cosine_override: float | None = None) -> Thresholds:
@@ -50,12 +52,18 @@ def thresholds(model, language: str, cosine_override: float | None = None) -> Th
     if own is None and table:
         nears = [float(t["near"]) for t in table.values() if t.get("near") is not None]
         cosines = [float(t["cosine"]) for t in table.values() if t.get("cosine") is not None]
-        own = {"near": max([*nears, FALLBACK_NEAR]), "cosine": max([*cosines, FALLBACK_COSINE])}
+        names = [float(t.get("near_identifiers", 0.0)) for t in table.values()]
+        own = {
+            "near": max([*nears, FALLBACK_NEAR]),
+            "cosine": max([*cosines, FALLBACK_COSINE]),
+            "near_identifiers": max([*names, 0.0]),
+        }
     if own is None:  # a model without the table: its one cosine, a conservative near cut
         own = {"near": FALLBACK_NEAR, "cosine": getattr(model, "similarity_threshold", None)}
     cosine = own.get("cosine") if cosine_override is None else cosine_override
     near = own.get("near")
-    return Thresholds(None if near is None else float(near), cosine)
+    names = float(own.get("near_identifiers", 0.0))
+    return Thresholds(None if near is None else float(near), cosine, names)
 
 
 class KeyCache:
@@ -161,8 +169,18 @@ def find(
             continue
         exclude = (uri, f.start_line)
         found = index.exact(k, language, max_results, exclude)
-        if len(found) < max_results and limits.near is not None:
-            found += index.near(k, language, max_results, fingerprint, len(e), limits.near, exclude)
+        if len(found) < max_results and limits.near is not None and k.n_tokens >= NEAR_MIN_TOKENS:
+            found += index.near(
+                k,
+                language,
+                max_results,
+                fingerprint,
+                len(e),
+                limits.near,
+                exclude,
+                min_tokens=NEAR_MIN_TOKENS,
+                min_identifiers=limits.near_identifiers,
+            )
         if len(found) < max_results and limits.cosine is not None:
             found += index.query(
                 e,

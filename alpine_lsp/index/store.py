@@ -27,14 +27,15 @@ from typing import TypeVar
 
 import numpy as np
 
-from ..parsing.clones import BANDS, MIN_TOKENS, NUM_PERM, CloneKeys, band_keys
+from ..parsing.clones import BANDS, ID_PERM, MIN_TOKENS, NUM_PERM, CloneKeys, band_keys
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 3  # 2: clone keys (type-1/type-2 hashes, MinHash signature) per function
+SCHEMA_VERSION = 4  # 2: clone keys (type-1/type-2 hashes, MinHash signature) per function
 # 3: the same columns; boolean and null literals became `$L` in the type-2 keys and signatures
+# 4: the signature blob also holds the MinHash of the identifier names (near copies share names)
 ORPHAN_TTL_S = 7 * 24 * 3600  # vectors no function refers to are kept this long (moves, undo)
 _CHUNK = 500  # bound parameters per IN (...) list; well under SQLite's limit
 _CORRUPT = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
@@ -55,8 +56,9 @@ _MIGRATE_1 = (
 )
 # Version 2 -> 3: the keys' values changed, not the columns; the same trade as above.
 _MIGRATE_2 = ("DELETE FROM functions",)
-_MIGRATIONS = {1: _MIGRATE_1, 2: _MIGRATE_2}
-_SIG_BYTES = 4 * NUM_PERM
+_MIGRATIONS = {1: _MIGRATE_1, 2: _MIGRATE_2, 3: _MIGRATE_2}  # 3 -> 4: longer signature blobs
+_SIG_LEN = NUM_PERM + ID_PERM  # k-gram MinHash, then the identifier MinHash
+_SIG_BYTES = 4 * _SIG_LEN
 
 _SCHEMA = (
     """CREATE TABLE functions (
@@ -228,7 +230,7 @@ class _Matrix:
         self.alive = np.zeros(capacity, dtype=bool)
         # Near-copy tier, per column: MinHash signature, its LSH band keys, token count and
         # language code (a column without clone keys has n_tokens 0 and never matches).
-        self.sigs = np.zeros((capacity, NUM_PERM), dtype=np.uint32)
+        self.sigs = np.zeros((capacity, _SIG_LEN), dtype=np.uint32)
         # (BANDS, capacity): one contiguous row per band, so a query streams BANDS rows; a
         # (capacity, BANDS) array reduced with any(axis=1) was 10x slower at 100k functions.
         # 32 bits of each band key: a chance collision only adds a candidate, which the
@@ -282,7 +284,7 @@ class _Matrix:
             if sig is not None:
                 self.ntok[i] = ntok
                 self.sigs[i] = sig
-                self.bands[:, i] = _band32(sig)
+                self.bands[:, i] = _band32(sig[:NUM_PERM])
         self.rows.extend(rows)
         for i, row in enumerate(rows, start=n):
             self.by_uri.setdefault(row[0], []).append(i)
@@ -369,14 +371,16 @@ class _Matrix:
         min_score: float,
         language: str,
         min_tokens: int,
+        min_identifiers: float = 0.0,
     ) -> list[Match]:
-        """Functions whose k-gram sets look at least `min_score` alike (estimated Jaccard):
-        candidates share an LSH band, then whole signatures are compared."""
+        """Functions whose k-gram sets look at least `min_score` alike (estimated Jaccard) and
+        whose identifier names at least `min_identifiers` alike: candidates share an LSH band,
+        then whole signatures are compared. `sig` is the stored form (`_signature`)."""
         n = len(self.rows)
         code = self.lang_codes.get(language)
         if n == 0 or k <= 0 or code is None:
             return []
-        q = _band32(sig)
+        q = _band32(sig[:NUM_PERM])
         # A vectorised pass over each band's keys: cheaper than a dict of buckets at 100k
         # rows, and no upkeep when columns die or move.
         hit = self.bands[0, :n] == q[0]
@@ -387,8 +391,13 @@ class _Matrix:
         cand = cand[self.alive[cand] & (self.ntok[cand] >= min_tokens) & (self.lang[cand] == code)]
         if cand.size == 0:
             return []
+        if min_identifiers > 0:
+            names = (self.sigs[cand, NUM_PERM:] == sig[NUM_PERM:]).mean(axis=1)
+            cand = cand[names >= min_identifiers]
+            if cand.size == 0:
+                return []
         scores = np.full(n, -np.inf)
-        scores[cand] = (self.sigs[cand] == sig).mean(axis=1)
+        scores[cand] = (self.sigs[cand, :NUM_PERM] == sig[:NUM_PERM]).mean(axis=1)
         self._excluded(scores, exclude)
         top = cand[np.argsort(-scores[cand], kind="stable")][:k]
         out = []
@@ -835,14 +844,17 @@ class IndexStore:
         min_score: float,
         exclude: tuple[str, int] | None = None,
         min_tokens: int = MIN_TOKENS,
+        min_identifiers: float = 0.0,
     ) -> list[Match]:
-        """Near copies (type-3): estimated k-gram Jaccard >= min_score, best first."""
+        """Near copies (type-3): estimated k-gram Jaccard >= min_score and identifier-name
+        Jaccard >= min_identifiers, best first."""
         if keys.n_tokens < min_tokens:
             return []
+        sig = _signature(keys)
 
         def op(db: sqlite3.Connection) -> list[Match]:
             m = self._current(db, fingerprint, dim)
-            return m.search_near(keys.signature, k, exclude, min_score, language, min_tokens)
+            return m.search_near(sig, k, exclude, min_score, language, min_tokens, min_identifiers)
 
         return self._run(op, [])
 
@@ -924,19 +936,26 @@ def _band32(sig: np.ndarray) -> np.ndarray:
     return (band_keys(sig) >> np.uint64(32)).astype(np.uint32)
 
 
+def _signature(keys: CloneKeys) -> np.ndarray:
+    """The stored form of a function's near-copy keys: the k-gram MinHash, then the
+    identifier MinHash, as one (_SIG_LEN,) uint32 array."""
+    sig = np.asarray(keys.signature, dtype=np.uint32)
+    ids = np.asarray(keys.identifiers, dtype=np.uint32)
+    if sig.shape != (NUM_PERM,) or ids.shape != (ID_PERM,):
+        raise ValueError(
+            f"a signature must have {NUM_PERM} + {ID_PERM} values, got {sig.shape} + {ids.shape}"
+        )
+    return np.concatenate([sig, ids])
+
+
 def _sig_blob(keys: CloneKeys | None) -> bytes | None:
-    if keys is None:
-        return None
-    sig = np.ascontiguousarray(keys.signature, dtype=np.uint32)
-    if sig.shape != (NUM_PERM,):
-        raise ValueError(f"a signature must have {NUM_PERM} values, got shape {sig.shape}")
-    return sig.tobytes()
+    return None if keys is None else _signature(keys).tobytes()
 
 
 def _near(language: str, keys: CloneKeys | None) -> tuple[str, int, np.ndarray | None]:
     if keys is None:
         return (language, 0, None)
-    return (language, keys.n_tokens, np.asarray(keys.signature, dtype=np.uint32))
+    return (language, keys.n_tokens, _signature(keys))
 
 
 class _transaction:

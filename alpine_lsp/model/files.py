@@ -126,7 +126,8 @@ class ModelMeta:
 
 
 def _similarity_thresholds(raw: object) -> dict:
-    """{"c": {"near": 0.6, "cosine": 0.99}, ...}, checked (null: that tier gives no hints)."""
+    """{"c": {"near": 0.6, "near_identifiers": 0.5, "cosine": 0.99}, ...}, checked (null: that
+    tier gives no hints)."""
     if not isinstance(raw, dict):
         raise ValueError("similarity_thresholds must be an object of languages")
     out = {}
@@ -135,11 +136,14 @@ def _similarity_thresholds(raw: object) -> dict:
             raise ValueError(f"similarity_thresholds.{lang} must be an object")
         near = None if t.get("near") is None else float(t["near"])
         cosine = None if t.get("cosine") is None else float(t["cosine"])
-        if (near is not None and not 0.0 <= near <= 1.0) or (
-            cosine is not None and not -1.0 <= cosine <= 1.0
+        names = float(t.get("near_identifiers") or 0.0)  # absent: k-grams alone decide
+        if (
+            (near is not None and not 0.0 <= near <= 1.0)
+            or (cosine is not None and not -1.0 <= cosine <= 1.0)
+            or not 0.0 <= names <= 1.0
         ):
             raise ValueError(f"similarity_thresholds.{lang} is out of range")
-        out[str(lang)] = {**t, "near": near, "cosine": cosine}
+        out[str(lang)] = {**t, "near": near, "cosine": cosine, "near_identifiers": names}
     return out
 
 

@@ -233,6 +233,20 @@ def main(argv: list[str] | None = None) -> int:
     tiers.add_argument("--jscpd", help="a jscpd executable, run on the same functions")
     tiers.add_argument("--embeddings-cache", help="an .npz reused across runs")
     tiers.add_argument("--write-thresholds", help="write the per-language thresholds (JSON)")
+    tiers.add_argument(
+        "--judged",
+        help="pool pairs read by hand (docs/pool-pairs-judged.json): real clones among them "
+        "are not chance hints",
+    )
+    tiers.add_argument(
+        "--near-identifiers",
+        type=float,
+        default=None,
+        help="identifier-name Jaccard a near copy needs (default: the shipped rule)",
+    )
+    tiers.add_argument(
+        "--near-floor", type=float, default=None, help="lowest near cut written (default: shipped)"
+    )
     args = ap.parse_args(argv)
     if args.tiers:
         return _tiers(args)
@@ -311,6 +325,10 @@ def main(argv: list[str] | None = None) -> int:
 def _tiers(args: argparse.Namespace) -> int:
     from . import clone_tiers
 
+    if args.near_identifiers is None:
+        args.near_identifiers = clone_tiers.NEAR_IDENTIFIERS
+    if args.near_floor is None:
+        args.near_floor = clone_tiers.NEAR_FLOOR
     try:
         model = load_model(args.model, device="cpu", threads=args.threads)
     except (ModelLoadError, OSError) as e:
@@ -322,7 +340,12 @@ def _tiers(args: argparse.Namespace) -> int:
     res["model"] = model.name
     if args.write_thresholds:
         table = {
-            lang: {"near": r["near"], "cosine": r["cosine"], "pool": r["pool"]}
+            lang: {
+                "near": r["near"],
+                "near_identifiers": r["near_identifiers"],
+                "cosine": r["cosine"],
+                "pool": r["pool"],
+            }
             for lang, r in res["languages"].items()
         }
         Path(args.write_thresholds).write_text(json.dumps(table, indent=2) + "\n")
