@@ -31,7 +31,7 @@ from .memory import release_memory
 from .models import ModelHolder
 from .positions import lsp_lines
 from .settings import Settings
-from .similar import KeyCache, find, index_entries, thresholds
+from .similar import KeyCache, find, index_entries, thresholds, vectors_of
 from .stats import Stats
 
 if TYPE_CHECKING:
@@ -173,7 +173,8 @@ class WorkspaceAnalysis:
         uri = path.resolve().as_uri()
         keys = self.clone_keys.many(functions, language) if self.index is not None else []
         if self.index is not None and functions:
-            rows = index_entries(uri, language, functions, scores, keys, self.model.fingerprint)
+            vectors = vectors_of(self.model, scores, language)
+            rows = index_entries(uri, language, functions, vectors, keys, self.model.fingerprint)
             self.index.replace_file(uri, rows)
         self.pool.set_file(
             uri, {f.hash: s.probability for f, s in zip(functions, scores, strict=True)}
@@ -220,7 +221,7 @@ class WorkspaceAnalysis:
             f.language,
             [f.functions[i] for i in todo],
             [f.keys[i] for i in todo],
-            [f.scores[i].embedding for i in todo],
+            list(vectors_of(self.model, [f.scores[i] for i in todo], f.language)),
             self.model.fingerprint,
             thresholds(self.model, f.language, sim.threshold),
             sim.max_results,

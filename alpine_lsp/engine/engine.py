@@ -49,7 +49,7 @@ from .policy import (
 from .positions import lsp_lines
 from .scheduler import INDEX, OTHER, Scheduler, Stopped
 from .settings import Settings
-from .similar import MAX_PER_FILE, KeyCache, find, thresholds
+from .similar import MAX_PER_FILE, KeyCache, find, thresholds, vectors_of
 from .stats import Stats
 
 log = logging.getLogger(__name__)
@@ -757,7 +757,7 @@ class Engine:
                     language,
                     [functions[i] for i in todo],
                     [keys[i] for i in todo],
-                    [scores[i].embedding for i in todo],
+                    list(vectors_of(model, [scores[i] for i in todo], language)),
                     model.fingerprint,
                     limits,
                     sim.max_results,
@@ -816,8 +816,9 @@ class Engine:
             and not _moved(before.functions[:MAX_PER_FILE], functions[:MAX_PER_FILE])
         )
         if not unchanged:
+            vectors = vectors_of(model, scores, language)
             self.indexer.store(
-                uri, language, functions, scores, keys, model.fingerprint, edited=True
+                uri, language, functions, vectors, keys, model.fingerprint, edited=True
             )
         if after is not None:
             after.own_writes = self.indexer.own_writes(uri)

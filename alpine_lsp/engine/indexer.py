@@ -30,7 +30,7 @@ from .models import ModelHolder
 from .policy import ScorePool
 from .scheduler import INDEX, OTHER, Scheduler, Stopped
 from .settings import Settings
-from .similar import KeyCache, index_entries
+from .similar import KeyCache, index_entries, vectors_of
 from .stats import Stats
 
 if TYPE_CHECKING:
@@ -102,14 +102,15 @@ class WorkspaceIndexer:
             self._own_writes[uri] = self._own_writes.get(uri, 0) + 1
 
     def store(
-        self, uri, language, functions, scores, keys, fingerprint: str, edited: bool = False
+        self, uri, language, functions, vectors, keys, fingerprint: str, edited: bool = False
     ) -> None:
-        """Index a file's functions with their clone keys, capped for generated files.
-        `edited`: an open document, rewritten in place by the rows that changed."""
+        """Index a file's functions with their similarity vectors (`similar.vectors_of`) and
+        clone keys, capped for generated files. `edited`: an open document, rewritten in place
+        by the rows that changed."""
         assert self.index is not None
         self._wrote(uri)
         write = self.index.update_file if edited else self.index.replace_file
-        write(uri, index_entries(uri, language, functions, scores, keys, fingerprint))
+        write(uri, index_entries(uri, language, functions, vectors, keys, fingerprint))
 
     def remove(self, uri: str) -> None:
         """Drop a file's rows (deleted, unreadable or refused)."""
@@ -308,7 +309,8 @@ class WorkspaceIndexer:
             return 0
         yield
         keys = self.clone_keys.many(functions, language)
-        self.store(uri, language, functions, scores, keys, model.fingerprint)
+        vectors = vectors_of(model, scores, language)
+        self.store(uri, language, functions, vectors, keys, model.fingerprint)
         self.pool.set_file(
             uri, {f.hash: s.probability for f, s in zip(functions, scores, strict=True)}
         )

@@ -51,7 +51,9 @@ def thresholds(model, language: str, cosine_override: float | None = None) -> Th
     own = table.get(language)
     if own is None and table:
         nears = [float(t["near"]) for t in table.values() if t.get("near") is not None]
-        cosines = [float(t["cosine"]) for t in table.values() if t.get("cosine") is not None]
+        # The language has no mean, so its vectors are raw: the raw-space cuts apply.
+        raw = [t.get("cosine_raw") if t.get("centred") else t.get("cosine") for t in table.values()]
+        cosines = [float(c) for c in raw if c is not None]
         names = [float(t.get("near_identifiers", 0.0)) for t in table.values()]
         own = {
             "near": max([*nears, FALLBACK_NEAR]),
@@ -132,20 +134,27 @@ def capped(uri: str, keys: list[CloneKeys | None]) -> list[bool]:
     return keep
 
 
+def vectors_of(model, scores: list[FunctionScore], language: str) -> np.ndarray:
+    """The vectors hints compare for these scores: the model's similarity space (centred per
+    language where the model has a mean), so the index and every query use one space."""
+    return model.similarity_vectors([s.embedding for s in scores], language)
+
+
 def index_entries(
     uri: str,
     language: str,
     functions: list[Function],
-    scores: list[FunctionScore],
+    vectors: list[np.ndarray] | np.ndarray,
     keys: list[CloneKeys | None],
     fingerprint: str,
 ) -> list[IndexEntry]:
     """A file's rows for the index (the server's and `check`'s): its functions with their
-    embeddings and clone keys, less what `capped` leaves out of a generated file."""
+    similarity vectors (`AlpineModel.similarity_vectors`) and clone keys, less what `capped`
+    leaves out of a generated file."""
     keep = capped(uri, keys)
     return [
-        IndexEntry.from_function(uri, language, f, fingerprint, s.embedding, k)
-        for f, s, k, ok in zip(functions, scores, keys, keep, strict=True)
+        IndexEntry.from_function(uri, language, f, fingerprint, v, k)
+        for f, v, k, ok in zip(functions, vectors, keys, keep, strict=True)
         if ok
     ]
 

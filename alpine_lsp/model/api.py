@@ -20,6 +20,7 @@ from .lexical import LexicalModel
 from .lines import position_words, row_lines
 from .network import AlpineNetwork
 from .score import FunctionScore, ModelLoadError
+from .similarity import SimilaritySpace, read_similarity
 from .tokenize import CodeTokenizer, normalize_code
 
 # Pieces that name nothing on their own (BPE splits identifiers, so a lone "_" appears too).
@@ -55,9 +56,12 @@ class AlpineModel:
         fusion: Fusion | None = None,
         head: FusedHead | None = None,
         cwe: CweHead | None = None,
+        similarity: SimilaritySpace | None = None,
     ) -> None:
         self.net = net
         self.cwe = cwe
+        # Where similar-code hints are measured: the embedding, centred per language.
+        self.similarity = similarity or SimilaritySpace()
         # The fused head over encoder, lexical halves and code metrics (model/fusion.py);
         # used with the lexical half, in place of the two-input fusion.
         self.head = head if lexical is not None else None
@@ -288,6 +292,16 @@ class AlpineModel:
             return np.zeros((0, self.embedding_dim), dtype=np.float32)
         return np.stack([s.embedding for s in scores])
 
+    def similarity_vectors(
+        self, embeddings: list[np.ndarray] | np.ndarray, language: str = "c"
+    ) -> np.ndarray:
+        """Embeddings (`FunctionScore.embedding`, `embed`) as the unit vectors similar-code
+        hints compare: centred by the language's mean where the model has one. The semantic
+        cut of `similarity_thresholds` is in this space."""
+        if len(embeddings) == 0:
+            return np.zeros((0, self.embedding_dim), dtype=np.float32)
+        return self.similarity.vectors(embeddings, language)
+
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(x, -60, 60)))
@@ -341,19 +355,21 @@ def load_model(
     lexical, fusion, lex_digest = read_lexical(where, meta)
     head, head_digest = read_head(where)
     cwe, cwe_digest = read_cwe(where, meta.embed_dim)
+    similarity, sim_digest = read_similarity(where, meta.similarity_thresholds, meta.embed_dim)
     if dev.type == "cuda":
         net = net.half()
     model = AlpineModel(
         net.to(dev),
         tok,
         meta,
-        digest + lex_digest + head_digest + cwe_digest,
+        digest + lex_digest + head_digest + cwe_digest + sim_digest,
         where,
         dev,
         lexical,
         fusion,
         head,
         cwe,
+        similarity,
     )
     model.configure(pruning=pruning, max_tokens=max_tokens)
     return model

@@ -137,6 +137,8 @@ def _similarity_thresholds(raw: object) -> dict:
         near = None if t.get("near") is None else float(t["near"])
         cosine = None if t.get("cosine") is None else float(t["cosine"])
         names = float(t.get("near_identifiers") or 0.0)  # absent: k-grams alone decide
+        if not isinstance(t.get("centred", False), bool):
+            raise ValueError(f"similarity_thresholds.{lang}.centred must be true or false")
         if (
             (near is not None and not 0.0 <= near <= 1.0)
             or (cosine is not None and not -1.0 <= cosine <= 1.0)

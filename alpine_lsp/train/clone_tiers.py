@@ -381,7 +381,9 @@ def load_pools(args) -> dict[str, dict]:
     return pools
 
 
-def run(args, model) -> dict:
+def run(args, model, means_out: dict | None = None) -> dict:
+    """Pools, thresholds and BCB figures (see the module docstring); `means_out` receives
+    each pool language's mean embedding (what a centred similarity space subtracts)."""
     from ..evalkit.data import load_bcb
 
     cache = EmbeddingCache(model, args.embeddings_cache)
@@ -436,6 +438,8 @@ def run(args, model) -> dict:
                 "exact_copies": rate(best["exact"], 1.0, ok),
             },
         }
+    if means_out is not None:
+        means_out.update(means)
     if args.data:
         funcs, pairs = load_bcb(args.data)
         java = res["languages"].get("java")

@@ -247,6 +247,16 @@ def main(argv: list[str] | None = None) -> int:
     tiers.add_argument(
         "--near-floor", type=float, default=None, help="lowest near cut written (default: shipped)"
     )
+    tiers.add_argument(
+        "--centre",
+        default="",
+        help="languages whose semantic tier works on mean-centred embeddings (comma-separated): "
+        "their cut is written from the centred space, their means with --write-similarity",
+    )
+    tiers.add_argument(
+        "--write-similarity",
+        help="a model directory: write the centred languages' means there (similarity.safetensors)",
+    )
     args = ap.parse_args(argv)
     if args.tiers:
         return _tiers(args)
@@ -333,22 +343,30 @@ def _tiers(args: argparse.Namespace) -> int:
         model = load_model(args.model, device="cpu", threads=args.threads)
     except (ModelLoadError, OSError) as e:
         raise CommandError(f"alpine-lsp eval clone: {e}", code=2) from e
+    centre = {x.strip() for x in args.centre.split(",") if x.strip()}
+    means: dict = {}
     try:
-        res = clone_tiers.run(args, model)
+        res = clone_tiers.run(args, model, means)
     except (OSError, ValueError, KeyError) as e:
         raise CommandError(f"alpine-lsp eval clone --tiers: {e}", code=2) from e
+    unknown = sorted(centre - set(res["languages"]))
+    if unknown:
+        raise CommandError(f"--centre: no pool for {', '.join(unknown)}", code=2)
     res["model"] = model.name
     if args.write_thresholds:
-        table = {
-            lang: {
-                "near": r["near"],
-                "near_identifiers": r["near_identifiers"],
-                "cosine": r["cosine"],
-                "pool": r["pool"],
-            }
-            for lang, r in res["languages"].items()
-        }
+        table = {}
+        for lang, r in res["languages"].items():
+            t = {"near": r["near"], "near_identifiers": r["near_identifiers"]}
+            if lang in centre:  # the cut in the centred space, the raw one for comparison
+                t.update(cosine=r["cosine_centred"], centred=True, cosine_raw=r["cosine"])
+            else:
+                t["cosine"] = r["cosine"]
+            table[lang] = {**t, "pool": r["pool"]}
         Path(args.write_thresholds).write_text(json.dumps(table, indent=2) + "\n")
+    if args.write_similarity:
+        from ..model.similarity import SimilaritySpace
+
+        SimilaritySpace({lang: means[lang] for lang in sorted(centre)}).save(args.write_similarity)
     text = clone_tiers.markdown(res)
     if args.report:
         Path(args.report).write_text(text, encoding="utf-8")
