@@ -143,15 +143,10 @@ def test_tfidf_cosine_beats_chance(tmp_path):
     assert base["balanced"]["f1"] > 0.7
 
 
-def test_tiers_command_sets_thresholds_and_reports_per_type(tmp_path: Path, capsys) -> None:
-    """eval clone --tiers on the synthetic BCB and a small Python checkout: per-language
-    thresholds come out, are written as JSON, and BCB's family copies are found by the exact
-    tier (each family member is the same body under another name: type-2)."""
-    data = synthetic_bcb(tmp_path / "bcb")
-    model = create_tiny_model(tmp_path / "m")
-    repo = tmp_path / "repo"
+def python_pool(repo: Path) -> Path:
+    """A small checkout of four unrelated Python functions, one file each."""
     repo.mkdir()
-    bodies = [  # unrelated functions, one file each
+    bodies = [
         "    total = 0\n    for item in items:\n        if item.ok:\n"
         "            total += item.size\n    return total",
         "    with open(path, encoding='utf-8') as fh:\n        lines = [l.strip() for l in fh]\n"
@@ -163,6 +158,16 @@ def test_tiers_command_sets_thresholds_and_reports_per_type(tmp_path: Path, caps
     ]
     for i, body in enumerate(bodies):
         (repo / f"m{i}.py").write_text(f"def f{i}(items, path, url, queue, seen, graph):\n{body}\n")
+    return repo
+
+
+def test_tiers_command_sets_thresholds_and_reports_per_type(tmp_path: Path, capsys) -> None:
+    """eval clone --tiers on the synthetic BCB and a small Python checkout: per-language
+    thresholds come out, are written as JSON, and BCB's family copies are found by the exact
+    tier (each family member is the same body under another name: type-2)."""
+    data = synthetic_bcb(tmp_path / "bcb")
+    model = create_tiny_model(tmp_path / "m")
+    repo = python_pool(tmp_path / "repo")
     out = tmp_path / "t.json"
     args = ["--tiers", "--model", str(model), "--data", str(data), "--python-repo", str(repo)]
     code = eval_clone.main([*args, "--write-thresholds", str(out), "--json"])
@@ -238,3 +243,24 @@ def test_pairs_read_as_clones_are_not_chance_and_bad_reading_files_are_named(
     path.write_text(json.dumps({"pairs": [pair, {"language": "c", "verdict": "maybe"}]}))
     with pytest.raises(ValueError, match="pair 1 is malformed"):
         load_judged(path)
+
+
+def test_tiers_command_writes_centred_cuts_and_means(tmp_path: Path, capsys) -> None:
+    from alpine_lsp.evalkit.errors import CommandError
+    from alpine_lsp.model.similarity import SIMILARITY_WEIGHTS
+
+    model = create_tiny_model(tmp_path / "m")
+    repo = python_pool(tmp_path / "repo")
+    thr, out = tmp_path / "t.json", tmp_path / "space"
+    out.mkdir()
+    base = ["--tiers", "--model", str(model), "--data", "", "--python-repo", str(repo)]
+    code = eval_clone.main([*base, "--centre", "python", "--write-thresholds", str(thr),
+                            "--write-similarity", str(out), "--json"])  # fmt: skip
+    assert code == 0
+    res = json.loads(capsys.readouterr().out)["languages"]["python"]
+    table = json.loads(thr.read_text())["python"]
+    assert table["centred"] is True
+    assert table["cosine"] == res["cosine_centred"] and table["cosine_raw"] == res["cosine"]
+    assert b"python" in (out / SIMILARITY_WEIGHTS).read_bytes()[:200]
+    with pytest.raises(CommandError, match="no pool for go"):
+        eval_clone.main([*base, "--centre", "go"])

@@ -73,36 +73,3 @@ def test_a_missing_or_ill_fitting_means_file_is_refused(tmp_path: Path) -> None:
     SimilaritySpace({"java": np.zeros(dim, np.float32)}).save(d)  # another language
     with pytest.raises(ModelLoadError, match="does not fit"):
         load_model(d, device="cpu")
-
-
-def test_tiers_command_writes_centred_cuts_and_means(tmp_path: Path, capsys) -> None:
-    from alpine_lsp.evalkit.errors import CommandError
-    from alpine_lsp.train import eval_clone
-
-    model = create_tiny_model(tmp_path / "m")
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    bodies = [
-        "    total = 0\n    for item in items:\n        if item.ok:\n"
-        "            total += item.size\n    return total",
-        "    with open(path, encoding='utf-8') as fh:\n        lines = [l.strip() for l in fh]\n"
-        "    return [l for l in lines if l and not l.startswith('#')]",
-        "    parts = url.split('://', 1)\n    scheme = parts[0] if len(parts) > 1 else 'http'\n"
-        "    return scheme.lower(), parts[-1].rstrip('/')",
-    ]
-    for i, body in enumerate(bodies):
-        (repo / f"m{i}.py").write_text(f"def f{i}(items, path, url):\n{body}\n")
-    thr, out = tmp_path / "t.json", tmp_path / "space"
-    out.mkdir()
-    base = ["--tiers", "--model", str(model), "--data", "", "--python-repo", str(repo)]
-    code = eval_clone.main([*base, "--centre", "python", "--write-thresholds", str(thr),
-                            "--write-similarity", str(out), "--json"])  # fmt: skip
-    assert code == 0
-    res = json.loads(capsys.readouterr().out)["languages"]["python"]
-    table = json.loads(thr.read_text())["python"]
-    assert table["centred"] is True
-    assert table["cosine"] == res["cosine_centred"] and table["cosine_raw"] == res["cosine"]
-    space = (out / SIMILARITY_WEIGHTS).read_bytes()
-    assert b"python" in space[:200]
-    with pytest.raises(CommandError, match="no pool for go"):
-        eval_clone.main([*base, "--centre", "go"])
