@@ -41,7 +41,7 @@ KIND_ORDER = {"identical": 0, "renamed": 1, "near": 2, "semantic": 3}
 class Thresholds:
     near: float | None  # estimated Jaccard of token 5-grams; None: no near-copy hints
     cosine: float | None  # None: no semantic hints
-    # A near copy must also share this share of identifier names (estimated Jaccard).
+    # A near copy must also have at least this identifier-name Jaccard (estimated).
     near_identifiers: float = 0.0
 
 
@@ -178,7 +178,7 @@ def find(
             continue
         exclude = (uri, f.start_line)
         found = index.exact(k, language, max_results, exclude)
-        if len(found) < max_results and limits.near is not None and k.n_tokens >= NEAR_MIN_TOKENS:
+        if len(found) < max_results and limits.near is not None:
             found += index.near(
                 k,
                 language,

@@ -116,11 +116,13 @@ def pool_scores(
     near_identifiers: float = 0.0,
     judged: set[frozenset[str]] | None = None,
     digests: Sequence[str] | None = None,
+    near_min_tokens: int = NEAR_MIN_TOKENS,
 ) -> dict[str, np.ndarray]:
     """Per function of a pool, the best partner score of each tier (and whether it has an
     exact copy), among functions of at least MIN_TOKENS tokens. Pairs that are exact (type-2)
     copies count for the exact tier only: the fuzzy tiers never see them as hints. A near
-    partner must share `near_identifiers` of its names (estimated Jaccard), as in the index.
+    partner must share `near_identifiers` of its names (estimated Jaccard) and both must have
+    `near_min_tokens` tokens, as in the index.
     Pairs in `judged` (by the `digests` of their texts) are real clones: not chance hints."""
     n = len(keys)
     ok = np.array([k.n_tokens >= MIN_TOKENS for k in keys])
@@ -139,7 +141,7 @@ def pool_scores(
                 for j in at.get(b, ()):
                     right[i, j] = right[j, i] = True
 
-    big = np.array([k.n_tokens >= NEAR_MIN_TOKENS for k in keys])
+    big = np.array([k.n_tokens >= near_min_tokens for k in keys])
 
     def near(r: np.ndarray, c: np.ndarray) -> np.ndarray:
         score = (sigs[r][:, None, :] == sigs[c][None]).mean(axis=2)
@@ -406,7 +408,7 @@ def run(args, model, means_out: dict | None = None) -> dict:
         cen = pool_scores(keys, centre(emb, means[lang]), names, groups, ni, right, digests)
         # For comparison: the same without the reading, and k-grams alone (the rule before).
         unjudged = pool_scores(keys, None, names, groups, ni) if right else best
-        kgrams = pool_scores(keys, None, names, groups)
+        kgrams = pool_scores(keys, None, names, groups, near_min_tokens=MIN_TOKENS)
         ok = best["eligible"]
         # Half of the budget to each fuzzy tier; the sum is checked below. The near cut never
         # goes under the floor: below it, held-out pools read by hand had false near copies.
