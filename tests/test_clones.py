@@ -346,7 +346,7 @@ void reset_registers(struct cpu_state *cpu)
     zero_register(&cpu->edi);
     zero_register(&cpu->ebp);
     zero_register(&cpu->esp);
-    cpu->flags = 0;
+    zero_register(&cpu->eip);
 }
 """
 
@@ -438,3 +438,31 @@ def test_small_functions_get_exact_hints_but_no_near_copies(tmp_path: Path) -> N
         assert hints(s, "file:///q.c", near, [0, 1, 0], limits) == []  # too small for "near"
         got = hints(s, "file:///r.c", renamed, [0, 1, 0], limits)
         assert [m.kind for m in got] == ["renamed"]  # exact copies keep the 30-token minimum
+
+
+def test_bundled_thresholds_through_the_analysis_tell_a_near_copy_from_one_shape(
+    tmp_path: Path,
+) -> None:
+    """The shipped rule end to end (the bundled model's alpine.json, the engine's analysis,
+    a real index): a near copy is hinted, two unrelated functions of one shape are not."""
+    from alpine_lsp.engine.analysis import WorkspaceAnalysis
+    from alpine_lsp.engine.settings import Settings, SimilaritySettings
+    from alpine_lsp.model import load_model
+
+    near = C_TYPE3.replace("return 0;\n}", "log_header(out);\n    return 0;\n}")
+    files = {"a.c": C_SHAPE_A, "b.c": C_SHAPE_B, "io.c": C_ORIG, "io_copy.c": near}
+    for name, text in files.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    settings = Settings(similarity=SimilaritySettings(enabled=True, max_results=3))
+    model = load_model(device="cpu", threads=1)
+    a, b = keys(C_SHAPE_A), keys(C_SHAPE_B)
+    assert a.type2 != b.type2 and estimate_jaccard(a.signature, b.signature) >= 0.9
+    hits = {}
+    with WorkspaceAnalysis(model, settings, None) as analysis:
+        for name in files:
+            assert analysis.add(tmp_path / name) is None
+        for ff in analysis.findings():
+            for fd in ff.findings:
+                hits[ff.path.name] = {(Path(m.uri).name, m.kind) for m in fd.similar}
+    assert hits["a.c"] == set() and hits["b.c"] == set()  # k-grams alike, names not
+    assert hits["io.c"] == {("io_copy.c", "near")} and hits["io_copy.c"] == {("io.c", "near")}
