@@ -221,7 +221,7 @@ class WorkspaceAnalysis:
             f.language,
             [f.functions[i] for i in todo],
             [f.keys[i] for i in todo],
-            list(vectors_of(self.model, [f.scores[i] for i in todo], f.language)),
+            vectors_of(self.model, [f.scores[i] for i in todo], f.language),
             self.model.fingerprint,
             thresholds(self.model, f.language, sim.threshold),
             sim.max_results,

@@ -724,7 +724,8 @@ class Engine:
                 keys = self.clone_keys.many(functions, language)
             if after is not None:
                 after.keys = keys
-            self._index(uri, language, functions, scores, keys, model, before, after, sp)
+            vectors = vectors_of(model, scores, language)  # one space for the rows and queries
+            self._index(uri, language, functions, vectors, keys, model, before, after, sp)
             sim = self.settings.similarity
             if not sim.enabled or sim.max_results == 0:
                 return self._no_hints(functions, before if spliced else None, after)
@@ -757,7 +758,7 @@ class Engine:
                     language,
                     [functions[i] for i in todo],
                     [keys[i] for i in todo],
-                    list(vectors_of(model, [scores[i] for i in todo], language)),
+                    [vectors[i] for i in todo],
                     model.fingerprint,
                     limits,
                     sim.max_results,
@@ -802,7 +803,7 @@ class Engine:
         unchanged = before is not None and before.similar_key == _NO_HINTS
         return [[] for _ in functions], [] if unchanged else None
 
-    def _index(self, uri, language, functions, scores, keys, model, before, after, sp) -> None:
+    def _index(self, uri, language, functions, vectors, keys, model, before, after, sp) -> None:
         """Write an open document's functions to the index, unless the edit left every
         indexed one alone (a file over MAX_PER_FILE has only its first ones indexed) and
         nothing else wrote this file's rows since."""
@@ -816,7 +817,6 @@ class Engine:
             and not _moved(before.functions[:MAX_PER_FILE], functions[:MAX_PER_FILE])
         )
         if not unchanged:
-            vectors = vectors_of(model, scores, language)
             self.indexer.store(
                 uri, language, functions, vectors, keys, model.fingerprint, edited=True
             )

@@ -21,7 +21,7 @@ import numpy as np
 from ..index import IndexEntry, IndexStore, Match
 from ..model.score import FunctionScore
 from ..parsing import Function
-from ..parsing.clones import MIN_TOKENS, NEAR_MIN_TOKENS, CloneKeys, clone_keys
+from ..parsing.clones import MIN_TOKENS, CloneKeys, clone_keys
 from .fmt import similarity
 
 log = logging.getLogger(__name__)
@@ -134,10 +134,10 @@ def capped(uri: str, keys: list[CloneKeys | None]) -> list[bool]:
     return keep
 
 
-def vectors_of(model, scores: list[FunctionScore], language: str) -> np.ndarray:
+def vectors_of(model, scores: list[FunctionScore], language: str) -> list[np.ndarray]:
     """The vectors hints compare for these scores: the model's similarity space (centred per
     language where the model has a mean), so the index and every query use one space."""
-    return model.similarity_vectors([s.embedding for s in scores], language)
+    return list(model.similarity_vectors([s.embedding for s in scores], language))
 
 
 def index_entries(
@@ -187,7 +187,6 @@ def find(
                 len(e),
                 limits.near,
                 exclude,
-                min_tokens=NEAR_MIN_TOKENS,
                 min_identifiers=limits.near_identifiers,
             )
         if len(found) < max_results and limits.cosine is not None:

@@ -27,7 +27,15 @@ from typing import TypeVar
 
 import numpy as np
 
-from ..parsing.clones import BANDS, ID_PERM, MIN_TOKENS, NUM_PERM, CloneKeys, band_keys
+from ..parsing.clones import (
+    BANDS,
+    ID_PERM,
+    MIN_TOKENS,
+    NEAR_MIN_TOKENS,
+    NUM_PERM,
+    CloneKeys,
+    band_keys,
+)
 
 log = logging.getLogger(__name__)
 
@@ -843,11 +851,11 @@ class IndexStore:
         dim: int,
         min_score: float,
         exclude: tuple[str, int] | None = None,
-        min_tokens: int = MIN_TOKENS,
+        min_tokens: int = NEAR_MIN_TOKENS,
         min_identifiers: float = 0.0,
     ) -> list[Match]:
         """Near copies (type-3): estimated k-gram Jaccard >= min_score and identifier-name
-        Jaccard >= min_identifiers, best first."""
+        Jaccard >= min_identifiers, both functions of `min_tokens` tokens or more, best first."""
         if keys.n_tokens < min_tokens:
             return []
         sig = _signature(keys)

@@ -294,10 +294,10 @@ class AlpineModel:
 
     def similarity_vectors(
         self, embeddings: list[np.ndarray] | np.ndarray, language: str = "c"
-    ) -> np.ndarray:
-        """Embeddings (`FunctionScore.embedding`, `embed`) as the unit vectors similar-code
-        hints compare: centred by the language's mean where the model has one. The semantic
-        cut of `similarity_thresholds` is in this space."""
+    ) -> list[np.ndarray] | np.ndarray:
+        """Embeddings (`FunctionScore.embedding`, `embed`) as the vectors similar-code hints
+        compare: centred unit rows where the model has the language's mean, else the embeddings
+        themselves. The semantic cut of `similarity_thresholds` is in this space."""
         if len(embeddings) == 0:
             return np.zeros((0, self.embedding_dim), dtype=np.float32)
         return self.similarity.vectors(embeddings, language)

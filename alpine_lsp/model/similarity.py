@@ -27,24 +27,26 @@ def unit_rows(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
+def centre(embeddings: Sequence[np.ndarray] | np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """Subtract a language's mean vector and renormalise (spreads a crowded cone)."""
+    x = np.asarray(embeddings, dtype=np.float32).reshape(len(embeddings), -1)
+    return unit_rows(x - np.asarray(mean, np.float32)[None, :]).astype(np.float32)
+
+
 class SimilaritySpace:
     """Per-language means; `vectors` maps embeddings into the space hints are measured in."""
 
     def __init__(self, means: Mapping[str, np.ndarray] | None = None) -> None:
         self.means = {k: np.asarray(v, np.float32) for k, v in (means or {}).items()}
 
-    def centred(self, language: str) -> bool:
-        return language in self.means
-
-    def vectors(self, embeddings: Sequence[np.ndarray] | np.ndarray, language: str) -> np.ndarray:
-        """(n, dim) float32 unit vectors: centred by the language's mean when it has one."""
-        x = np.asarray(embeddings, dtype=np.float32)
-        if x.ndim != 2:
-            x = x.reshape(len(x), -1) if len(x) else np.zeros((0, 0), np.float32)
+    def vectors(
+        self, embeddings: Sequence[np.ndarray] | np.ndarray, language: str
+    ) -> Sequence[np.ndarray] | np.ndarray:
+        """Centred unit rows where the language has a mean; otherwise the embeddings as they
+        are, not copied: the index normalises what it stores and what it is asked, and this
+        runs on the edit -> diagnostic path for every function of a file."""
         mean = self.means.get(language)
-        if mean is not None and x.size:
-            x = x - mean[None, :]
-        return unit_rows(x).astype(np.float32) if x.size else x
+        return embeddings if mean is None else centre(embeddings, mean)
 
     def save(self, directory: str | Path) -> Path:
         from safetensors.numpy import save_file

@@ -215,7 +215,6 @@ def _params() -> tuple[np.ndarray, np.ndarray]:
 
 
 _A, _B = _params()
-_EMPTY = np.full(NUM_PERM, 0xFFFFFFFF, dtype=np.uint32)
 _EMPTY_ID = np.full(ID_PERM, 0xFFFFFFFF, dtype=np.uint32)
 
 
@@ -243,23 +242,19 @@ def shingle_hashes(seq: list[str], k: int = SHINGLE) -> np.ndarray:
 _B_COLUMN = _B[:, None]
 
 
-def minhash(shingles: np.ndarray) -> np.ndarray:
-    """(NUM_PERM,) uint32: per hash function, the least value over the k-grams."""
-    if shingles.size == 0:
-        return _EMPTY.copy()
-    v = np.multiply.outer(_A, shingles)  # multiply-shift hashing, (NUM_PERM, n)
-    v += _B_COLUMN
+def minhash(hashes: np.ndarray, perms: int = NUM_PERM) -> np.ndarray:
+    """(perms,) uint32: per hash function (the first `perms`), the least value over the
+    hashes (the k-grams, or the identifier names)."""
+    if hashes.size == 0:
+        return np.full(perms, 0xFFFFFFFF, dtype=np.uint32)
+    v = np.multiply.outer(_A[:perms], hashes)  # multiply-shift hashing, (perms, n)
+    v += _B_COLUMN[:perms]
     return (v.min(axis=1) >> np.uint64(32)).astype(np.uint32)
 
 
 def identifier_minhash(names: set[str]) -> np.ndarray:
-    """(ID_PERM,) uint32 MinHash of a set of names (the first ID_PERM hash functions)."""
-    if not names:
-        return _EMPTY_ID.copy()
-    ids = np.fromiter(map(_token_id, names), dtype=np.uint64, count=len(names))
-    v = np.multiply.outer(_A[:ID_PERM], ids)
-    v += _B_COLUMN[:ID_PERM]
-    return (v.min(axis=1) >> np.uint64(32)).astype(np.uint32)
+    """(ID_PERM,) uint32 MinHash of a set of names."""
+    return minhash(np.fromiter(map(_token_id, names), dtype=np.uint64, count=len(names)), ID_PERM)
 
 
 def band_keys(signature: np.ndarray) -> np.ndarray:

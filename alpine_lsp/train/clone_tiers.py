@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..model.similarity import centre, unit_rows
 from ..parsing.clones import MIN_TOKENS, NEAR_MIN_TOKENS, CloneKeys, clone_keys
 
 log = logging.getLogger(__name__)
@@ -130,8 +131,9 @@ def pool_scores(
     sigs = np.stack([k.signature for k in keys])
     idents = np.stack([k.identifiers for k in keys])
     t2 = np.array([k.type2 for k in keys])
-    right = np.zeros((n, n), dtype=bool)
+    right = None  # pairs read as real clones, when there is a reading
     if judged:
+        right = np.zeros((n, n), dtype=bool)
         assert digests is not None and len(digests) == n
         at: dict[str, list[int]] = {}
         for i, h in enumerate(digests):
@@ -156,14 +158,15 @@ def pool_scores(
         return (t2[r][:, None] == t2[c][None]).astype(float)
 
     def same(r: np.ndarray, c: np.ndarray) -> np.ndarray:
-        return (t2[r][:, None] == t2[c][None]) | right[np.ix_(r, c)]
+        copies = t2[r][:, None] == t2[c][None]
+        return copies if right is None else copies | right[np.ix_(r, c)]
 
     out = {
         "near": _pool_max(near, n, ok, names, groups, chunk=32, skip=same),
         "exact": _pool_max(exact, n, ok, names, groups),
     }
     if embeddings is not None:
-        e = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
+        e = unit_rows(embeddings)
         out["cosine"] = _pool_max(lambda r, c: e[r] @ e[c].T, n, ok, names, groups, skip=same)
     out["eligible"] = ok
     return out
@@ -187,12 +190,6 @@ def lowest_threshold(best: np.ndarray, eligible: np.ndarray, budget: float) -> f
     above = vals[allowed]  # the first value that must stay below the threshold
     t = round(float(np.floor(above * 1000) / 1000 + 0.001), 3)
     return None if t > 1.0 else t
-
-
-def centre(embeddings: np.ndarray, mean: np.ndarray) -> np.ndarray:
-    """Subtract a language's mean vector and renormalise (spreads a crowded cone)."""
-    x = embeddings - mean[None, :]
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def pair_predictions(
@@ -393,8 +390,10 @@ def run(args, model, means_out: dict | None = None) -> dict:
     res: dict = {"budget_per_1000": args.budget, "min_tokens": MIN_TOKENS, "languages": {}}
     pools = load_pools(args)
     judged = load_judged(getattr(args, "judged", None))
-    ni = float(getattr(args, "near_identifiers", NEAR_IDENTIFIERS))
-    floor = float(getattr(args, "near_floor", NEAR_FLOOR))
+    ni = getattr(args, "near_identifiers", None)
+    ni = NEAR_IDENTIFIERS if ni is None else float(ni)
+    floor = getattr(args, "near_floor", None)
+    floor = NEAR_FLOOR if floor is None else float(floor)
     res.update({"near_identifiers": ni, "near_floor": floor, "judged": bool(judged)})
     means: dict[str, np.ndarray] = {}
     for lang, pool in pools.items():
@@ -457,7 +456,7 @@ def run(args, model, means_out: dict | None = None) -> dict:
                 variants["centred"] = (centre(emb, means["java"]), java["cosine_centred"])
             out = {}
             for name, (e, cos_t) in variants.items():
-                e = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+                e = unit_rows(e)
                 vecs = dict(zip(ids, e, strict=True))
                 pred = pair_predictions(ps, keys, vecs, near_t, cos_t, near_identifiers=ni)
                 out[name] = {

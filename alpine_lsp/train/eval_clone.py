@@ -335,10 +335,6 @@ def main(argv: list[str] | None = None) -> int:
 def _tiers(args: argparse.Namespace) -> int:
     from . import clone_tiers
 
-    if args.near_identifiers is None:
-        args.near_identifiers = clone_tiers.NEAR_IDENTIFIERS
-    if args.near_floor is None:
-        args.near_floor = clone_tiers.NEAR_FLOOR
     try:
         model = load_model(args.model, device="cpu", threads=args.threads)
     except (ModelLoadError, OSError) as e:
