@@ -71,6 +71,18 @@ class FusedHead:
         """x: (n, features) raw features -> (n,) logits."""
         return ((x - self.mean) / self.scale) @ self.weight + self.bias
 
+    def with_size_prior(self, beta: float) -> FusedHead:
+        """The same head with `beta` x (log(1 + lines) - its mean on the fit rows) added to its
+        logit: longer functions rank higher, and a function of average size keeps its score.
+        Linear, so it folds into the lines weight: the stored format does not change and the
+        hover's share for `lines` includes it."""
+        i = self.names.index("metric:lines")
+        weight = self.weight.copy()
+        weight[i] += beta * self.scale[i]
+        head = FusedHead(self.names, self.mean, self.scale, weight, self.bias, dict(self.record))
+        head.lexical = self.lexical
+        return head
+
     def contributions(self, x: np.ndarray) -> np.ndarray:
         """(n, features): each input's share of the logit (relative to an average function)."""
         return ((x - self.mean) / self.scale) * self.weight

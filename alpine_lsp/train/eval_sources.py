@@ -23,12 +23,14 @@ import numpy as np
 from ..model.fusion import N_BASE
 from ..parsing.metrics import METRIC_NAMES
 from .fusion_train import (
+    BUCKETS,
     DEFAULT_WEIGHTS,
     Table,
     add_source_lexical,
     attach_tfidf,
     budget_threshold,
     build_table,
+    choose_size_prior,
     head_from,
     pair_index,
     select_hparams,
@@ -43,7 +45,6 @@ RISKY = [
     for k in ("memory_calls", "string_calls", "exec_calls", "deser_calls", "unsafe_ops")
 ]
 BUNDLED_FUSION = (0.510, 0.646, 0.039)  # the shipped encoder+lexical fusion (alpine.json)
-BUCKETS = ((0, 5), (6, 20), (21, 50), (51, 10**9))
 
 
 def _sig(x: np.ndarray) -> np.ndarray:
@@ -113,7 +114,14 @@ def scorers(head, test: Table) -> dict[str, np.ndarray]:
     }
 
 
-def evaluate(data: str, feat: str, weights: dict[str, float], budget: float = 0.03) -> dict:
+def evaluate(
+    data: str,
+    feat: str,
+    weights: dict[str, float],
+    budget: float = 0.03,
+    size_prior: float | None = None,
+) -> dict:
+    """`size_prior`: None chooses it on c_corpus half A (fusion_train.choose_size_prior)."""
     t = build_table(data, feat, [*TRAINABLE, *UNTRAINABLE])
     attach_tfidf(t)
     fit = t.take(t.role == "fit")
@@ -123,8 +131,13 @@ def evaluate(data: str, feat: str, weights: dict[str, float], budget: float = 0.
     best, tried = select_hparams(fit, sel, weights)
     head = head_from(fit, weights, best)
     head.lexical = lexical
+    beta = choose_size_prior(head, ca, budget) if size_prior is None else size_prior
+    head = head.with_size_prior(beta)
     thr = budget_threshold(_sig(head.logits(ca.x)), budget)
-    res: dict = {"hparams": best, "tried": tried, "threshold": thr, "weights": weights}
+    res: dict = {
+        "hparams": best, "tried": tried, "threshold": thr, "weights": weights,
+        "size_prior": beta, "size_prior_chosen": size_prior is None,
+    }  # fmt: skip
     sc = scorers(head, test)
     # Thresholds for "both halves on the right side": the head's budget threshold; the others
     # get the same 3%-of-c_corpus rule on their own scores where they have one.
@@ -190,7 +203,7 @@ def evaluate(data: str, feat: str, weights: dict[str, float], budget: float = 0.
         if not len(part.rows):
             continue
         add_source_lexical(fit_x, [part], w, folds=2)
-        h = head_from(fit_x, w, best)
+        h = head_from(fit_x, w, best).with_size_prior(beta)  # the shipped head's prior
         scx = scorers(h, part)
         loso[s] = {k: figures(v, part, None) for k, v in scx.items()}
     res["loso"] = loso
@@ -245,8 +258,11 @@ def markdown(res: dict) -> str:
         f"weight {hp['pair_weight']} (chosen on valid, mean "
         f"ROC-AUC {hp['mean']:.3f}); threshold {res['threshold']:.4f} flags 3% of c_corpus half A. "
         f"On the valid splits it flags {res['valid_at_threshold']['flagged']:.1%} at precision "
-        f"{_f(res['valid_at_threshold']['precision'])}."
-    )
+        f"{_f(res['valid_at_threshold']['precision'])}. Size prior "
+        f"{res.get('size_prior', 0.0):g} x log(1 + lines) in the logit"
+        + (" (chosen on c_corpus half A: the smallest at which the flag rate does not fall "
+           "with length)." if res.get("size_prior_chosen") else " (given).")
+    )  # fmt: skip
     out += ["", "## Test splits, per source (ROC-AUC / PR-AUC / precision at 2%)", ""]
     rows = []
     for s, d in res["per_source"].items():
@@ -299,7 +315,7 @@ def markdown(res: dict) -> str:
     c = res["c_corpus"]
     out += [
         "",
-        f"## c_corpus flag rate (half B of a {c['n'] * 2}-function sample: {c['n']} functions)",
+        f"## c_corpus flag rate (half B of the c_corpus sample: {c['n']} functions)",
         "",
     ]
     rows = [["all", c["n"], f"{c['flagged']:.1%}", f"{c['old_flagged']:.1%}"]]
@@ -326,8 +342,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--report", default=None, help="write the Markdown report here")
     ap.add_argument("--json", default=None, help="write the figures as JSON here")
     ap.add_argument("--save-head", default=None, help="write fused_head.* into this directory")
+    ap.add_argument(
+        "--size-prior",
+        type=float,
+        default=None,
+        help="logit += this x log(1 + lines); default: chosen on c_corpus half A",
+    )
     args = ap.parse_args(argv)
-    res = evaluate(args.data, args.features, dict(DEFAULT_WEIGHTS))
+    res = evaluate(args.data, args.features, dict(DEFAULT_WEIGHTS), size_prior=args.size_prior)
     head = res.pop("head")
     text = markdown(res)
     print(text)
@@ -341,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
             "pair_weight": res["hparams"]["pair_weight"], "threshold": res["threshold"],
             "embedding": res["hparams"]["embedding"],
             "budget": 0.03, "valid_auc": res["hparams"]["valid_auc"],
+            "size_prior": res["size_prior"],
         }  # fmt: skip
         head.save(args.save_head)
         write_languages(args.save_head, language_record(res))
