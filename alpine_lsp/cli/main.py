@@ -23,6 +23,7 @@ COMMANDS: dict[tuple[str, ...], str] = {
     ("eval", "clone"): "alpine_lsp.train.eval_clone",
     ("eval", "lines"): "alpine_lsp.train.eval_lines",
     ("eval", "encoder"): "alpine_lsp.train.eval_encoder",
+    ("eval", "flags"): "alpine_lsp.train.eval_flags",
     ("train", "cwe"): "alpine_lsp.train.cwe",
     ("bench", "pruning"): "alpine_lsp.bench.pruning",
     ("bench", "lsp"): "alpine_lsp.bench.lsp",
@@ -47,6 +48,7 @@ USAGE = """usage: alpine-lsp [--stdio | --tcp HOST:PORT] [--log-level L] [--log-
        alpine-lsp eval defect --sources all --features DIR [--report F]
        alpine-lsp eval lines [--model DIR] [--data-root DIR] [--json F]
        alpine-lsp eval encoder --data DIR --model NAME=DIR... [--json] [--out F]
+       alpine-lsp eval flags sample REPORT.json... --out DIR | tally DIR  (blind reading)
        alpine-lsp train cwe [--model DIR] [--data-root DIR] [--out DIR]
        alpine-lsp bench pruning|lsp|index|memory|soak|edits|lines|hostile|all [--json]
        alpine-lsp --version"""
