@@ -211,6 +211,61 @@ def evaluate(
     return res
 
 
+def plot_report(res: dict, report: Path) -> list[Path]:
+    """Two PNGs beside the Markdown report: ROC-AUC per source (test split and left out) for
+    the head and the baselines, and the c_corpus flag rate by length. Needs matplotlib (the
+    `train` extra)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = ("head", "bundled", "length", "tfidf", "risky")
+    report.parent.mkdir(parents=True, exist_ok=True)
+    paths = []
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
+    for ax, (title, table) in zip(
+        axes,
+        (("test split", res["per_source"]), ("left out of the fit (LOSO)", res["loso"])),
+        strict=True,
+    ):
+        srcs = [s for s in table if table[s]["head"]["roc_auc"] == table[s]["head"]["roc_auc"]]
+        w = 0.8 / len(names)
+        for j, n in enumerate(names):
+            ys = [table[s][n]["roc_auc"] for s in srcs]
+            ax.bar(np.arange(len(srcs)) + (j - 2) * w, ys, w, label=n)
+        ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+        ax.set_xticks(range(len(srcs)), [s.replace("_", "\n") for s in srcs], fontsize=8)
+        ax.set_ylim(0.3, 1.0)
+        ax.set_title(title)
+    axes[0].set_ylabel("ROC-AUC")
+    axes[1].legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    paths.append(report.with_name(report.stem + "_sources.png"))
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+    c = res["c_corpus"]
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    labels = [f"{b['lines']} lines\n({b['n']})" for b in c["buckets"]]
+    x = np.arange(len(labels))
+    ax.bar(x - 0.2, [100 * b["flagged"] for b in c["buckets"]], 0.4, label="fused head")
+    ax.bar(
+        x + 0.2,
+        [100 * b["old_flagged"] for b in c["buckets"]],
+        0.4,
+        label="score before the fused head (at 0.626)",
+    )
+    ax.set_xticks(x, labels, fontsize=8)
+    ax.set_ylabel("% of c_corpus half B flagged")
+    ax.set_title(f"flag rate by length (size prior {res.get('size_prior', 0.0):g})")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    paths.append(report.with_name(report.stem + "_length.png"))
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+    return paths
+
+
 MIN_TEST_ROWS = 30  # fewer test rows of a language: no figure, so no hints by default
 
 
@@ -354,7 +409,10 @@ def main(argv: list[str] | None = None) -> int:
     text = markdown(res)
     print(text)
     if args.report:
-        Path(args.report).write_text(text)
+        report = Path(args.report)
+        pngs = plot_report(res, report)
+        text += "\n" + "\n".join(f"![{p.stem}]({p.name})" for p in pngs) + "\n"
+        report.write_text(text)
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1, default=float))
     if args.save_head:
