@@ -11,7 +11,7 @@ from alpine_lsp.train import eval_sources
 
 pytest.importorskip("matplotlib", reason="plots need the train extra (matplotlib)")
 
-NAMES = ("head", "bundled", "length", "tfidf", "risky")
+NAMES = eval_sources.SCORERS
 
 
 def _fig(auc: float) -> dict:

@@ -36,6 +36,12 @@ METRIC_NAMES: tuple[str, ...] = (
     "calls",
 )
 
+# The flawfinder-style baseline: calls to memory, string, exec and deserialisation APIs, and
+# `unsafe` blocks, counted together (eval defect's `risky` column, eval flags' `risky` ranking).
+RISKY_METRICS: tuple[str, ...] = (
+    "memory_calls", "string_calls", "exec_calls", "deser_calls", "unsafe_ops",
+)  # fmt: skip
+
 
 def _w(words: str) -> set[str]:
     return set(words.split())

@@ -9,8 +9,8 @@ real code; reading can. This command makes the reading repeatable:
     alpine-lsp eval flags tally DIR
 
 `sample` takes, per report, the top `--share` of scored functions by each ranking (`score`:
-the report's defect probability; `length`: lines; `risky`: risky memory/string/exec/
-deserialisation calls, ties by length; `flagged`: the functions the report flagged) and
+the report's defect probability; `length`: lines; `risky`: eval defect's risky-call count,
+parsing.metrics.RISKY_METRICS, ties by length; `flagged`: the functions the report flagged) and
 `--per` random unflagged functions (`random`, the base rate), draws `--per` of each with one
 seeded generator, and writes the distinct functions shuffled into `--batches` Markdown files
 that do not say which ranking picked a function; `key.json` keeps that. `tally` counts the
@@ -30,13 +30,12 @@ from pathlib import Path
 from ..evalkit.errors import CommandError
 
 RANKINGS = ("score", "length", "risky", "flagged", "random")
-RISKY = ("memory_calls", "string_calls", "exec_calls", "deser_calls")
 
 
 def _functions(report: Path) -> tuple[str, list[dict]]:
     """(the report's name: its file stem, its scored functions with text, lines and risky-call
     count). Ids are `name:path:line`, the path relative to the folder holding every file."""
-    from ..parsing.metrics import function_metrics
+    from ..parsing.metrics import RISKY_METRICS, function_metrics
 
     try:
         data = json.loads(report.read_text(encoding="utf-8"))
@@ -71,7 +70,7 @@ def _functions(report: Path) -> tuple[str, list[dict]]:
                 "language": f["language"], "start": fn["start_line"], "end": fn["end_line"],
                 "code": code, "score": float(fn["defect_probability"]),
                 "flagged": bool(fn.get("flagged")), "lines": m["lines"],
-                "risky": sum(m[k] for k in RISKY),
+                "risky": sum(m[k] for k in RISKY_METRICS),
             })  # fmt: skip
     return name, out
 

@@ -21,34 +21,30 @@ from pathlib import Path
 import numpy as np
 
 from ..model.fusion import N_BASE
-from ..parsing.metrics import METRIC_NAMES
+from ..parsing.metrics import METRIC_NAMES, RISKY_METRICS
 from .fusion_train import (
     BUCKETS,
     DEFAULT_WEIGHTS,
     Table,
     add_source_lexical,
     attach_tfidf,
+    bucket_rates,
     budget_threshold,
     build_table,
     choose_size_prior,
     head_from,
     pair_index,
     select_hparams,
+    sigmoid,
 )
 from .metrics import roc_auc
 from .report import table as md_table
 from .sources import TRAINABLE, UNTRAINABLE
 
 LOSO = ("devign", "sven", "manysstubs4j", "juliet_java", "semgrep_tests")
-RISKY = [
-    N_BASE + METRIC_NAMES.index(k)
-    for k in ("memory_calls", "string_calls", "exec_calls", "deser_calls", "unsafe_ops")
-]
+RISKY = [N_BASE + METRIC_NAMES.index(k) for k in RISKY_METRICS]
+SCORERS = ("head", "bundled", "length", "tfidf", "risky")  # the columns of every table
 BUNDLED_FUSION = (0.510, 0.646, 0.039)  # the shipped encoder+lexical fusion (alpine.json)
-
-
-def _sig(x: np.ndarray) -> np.ndarray:
-    return 1 / (1 + np.exp(-np.clip(x, -60, 60)))
 
 
 def pr_auc(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -106,8 +102,8 @@ def scorers(head, test: Table) -> dict[str, np.ndarray]:
     e, lx = test.x[:, 0], test.x[:, 1]
     a, b, c = BUNDLED_FUSION
     return {
-        "head": _sig(head.logits(test.x)),
-        "bundled": _sig(a * e + b * lx + c),
+        "head": sigmoid(head.logits(test.x)),
+        "bundled": sigmoid(a * e + b * lx + c),
         "length": test.lines.astype(float),
         "tfidf": test.x[:, 2].copy(),
         "risky": np.expm1(test.x[:, RISKY]).sum(1),
@@ -133,7 +129,7 @@ def evaluate(
     head.lexical = lexical
     beta = choose_size_prior(head, ca, budget) if size_prior is None else size_prior
     head = head.with_size_prior(beta)
-    thr = budget_threshold(_sig(head.logits(ca.x)), budget)
+    thr = budget_threshold(sigmoid(head.logits(ca.x)), budget)
     res: dict = {
         "hparams": best, "tried": tried, "threshold": thr, "weights": weights,
         "size_prior": beta, "size_prior_chosen": size_prior is None,
@@ -144,7 +140,7 @@ def evaluate(
     a, b, c = BUNDLED_FUSION
     thr_of = {
         "head": thr,
-        "bundled": budget_threshold(_sig(a * ca.x[:, 0] + b * ca.x[:, 1] + c), budget),
+        "bundled": budget_threshold(sigmoid(a * ca.x[:, 0] + b * ca.x[:, 1] + c), budget),
     }
     per_source: dict = {}
     for s in sorted(set(test.source)):
@@ -171,15 +167,15 @@ def evaluate(
         for lang in sorted(set(fit.language) | set(test.language))
     }
     # Valid-split precision and flagged share at the shipped threshold (the issue asks for it).
-    ps = _sig(head.logits(sel.x))
+    ps = sigmoid(head.logits(sel.x))
     lab = sel.y == 1
     res["valid_at_threshold"] = {
         "flagged": float((ps >= thr).mean()),
         "precision": float(lab[ps >= thr].mean()) if (ps >= thr).any() else float("nan"),
     }
     # c_corpus half B: flag rate overall and by length bucket, for the head and the old score.
-    pb = _sig(head.logits(cb.x))
-    old_b = _sig(a * cb.x[:, 0] + b * cb.x[:, 1] + c)
+    pb = sigmoid(head.logits(cb.x))
+    old_b = sigmoid(a * cb.x[:, 0] + b * cb.x[:, 1] + c)
     old_thr = 0.6263855528273521  # the previously shipped threshold
     res["c_corpus"] = {
         "n": len(cb.rows),
@@ -187,12 +183,17 @@ def evaluate(
         "old_flagged": float((old_b >= old_thr).mean()),
         "buckets": [],
     }
-    for lo, hi in BUCKETS:
-        m = (cb.lines >= lo) & (cb.lines <= hi)
+    rates = zip(
+        BUCKETS,
+        bucket_rates(pb >= thr, cb.lines),
+        bucket_rates(old_b >= old_thr, cb.lines),
+        strict=True,
+    )
+    for (lo, hi), flagged, old_flagged in rates:
         res["c_corpus"]["buckets"].append({
-            "lines": f"{lo}-{hi}" if hi < 10**9 else f">{lo - 1}", "n": int(m.sum()),
-            "flagged": float((pb[m] >= thr).mean()) if m.any() else float("nan"),
-            "old_flagged": float((old_b[m] >= old_thr).mean()) if m.any() else float("nan"),
+            "lines": f"{lo}-{hi}" if hi < 10**9 else f">{lo - 1}",
+            "n": int(((cb.lines >= lo) & (cb.lines <= hi)).sum()),
+            "flagged": flagged, "old_flagged": old_flagged,
         })  # fmt: skip
     # Leave one source out: head and TF-IDF refitted without X, tested on X's test split.
     loso = {}
@@ -220,7 +221,7 @@ def plot_report(res: dict, report: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = ("head", "bundled", "length", "tfidf", "risky")
+    names = SCORERS
     report.parent.mkdir(parents=True, exist_ok=True)
     paths = []
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
@@ -305,7 +306,7 @@ def _f(x, d: int = 3) -> str:
 
 
 def markdown(res: dict) -> str:
-    names = ("head", "bundled", "length", "tfidf", "risky")
+    names = SCORERS
     out = ["# Defect hints on every source", ""]
     hp = res["hparams"]
     out.append(

@@ -314,6 +314,10 @@ def head_from(fit: Table, weights: dict[str, float], hp: dict) -> FusedHead:
     )
 
 
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-np.clip(x, -60, 60)))  # clipped: no overflow warning
+
+
 def budget_threshold(probs: np.ndarray, share: float) -> float:
     """The probability at or above which `share` of these functions lie."""
     return float(np.quantile(probs, 1 - share)) if len(probs) else 1.0
@@ -344,7 +348,7 @@ def choose_size_prior(head: FusedHead, corpus: Table, share: float) -> float:
     reading, README). None on the grid qualifies: the largest."""
     for beta in SIZE_PRIORS:
         h = head.with_size_prior(beta)
-        p = 1 / (1 + np.exp(-h.logits(corpus.x)))
+        p = sigmoid(h.logits(corpus.x))
         rates = [r for r in bucket_rates(p >= budget_threshold(p, share), corpus.lines) if r == r]
         if all(b >= a for a, b in itertools.pairwise(rates)):
             return beta
